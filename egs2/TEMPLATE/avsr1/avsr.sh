@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# Stage script shared by the espnet-mtsk AVSR recipes, with ESPnet's stage
+# numbering (egs2/TEMPLATE/asr1/asr.sh):
+#   1 data preparation (local/data.sh)       2 noise augmentation list
+#   3 format into dump/                      4 filter by length / empty text
+#   5 LLM + tokenizer preparation            6-8 text pre-training of a stand-in
+#                                                LLM (only without --llm_dir)
+#   10 collect stats (shape files)           11 training
+#   12 decoding, every test set x scale      13 scoring + RESULTS.md
+#   14 packing (espnet_model_zoo zip)        15 decoding with the unpacked model
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+min() { local a b; a=$1; for b in "$@"; do [ "$b" -lt "$a" ] && a=$b; done; echo "$a"; }
+
+# General
+stage=1
+stop_stage=10000
+skip_data_prep=false
+nj=2                  # jobs for data preparation
+inference_nj=2        # jobs for decoding
+ngpu=0                # GPUs for training (0: CPU)
+gpu_inference=false
+num_nodes=1
+dumpdir=dump
+expdir=exp
+python=python3
+
+# Data
+local_data_opts=""
+train_set=""
+valid_set=""
+test_sets=""
+noise_scp=""          # babble/noise wav list for on-the-fly augmentation (stage 2)
+min_wav_duration=0.1
+max_wav_duration=16
+
+# LLM
+llm_dir=""            # a pretrained HF causal LM folder; empty: build a stand-in
+llm_build_opts=""     # options of `llm_prepare build` for the stand-in
+llm_pretrain_opts=""  # options of `llm_prepare train` for the stand-in
+
+# Training / decoding
+asr_tag=""
+asr_exp=""
+train_config=""
+asr_args=""
+inference_config=""
+inference_args=""
+inference_scales=""   # default: every scale the model was trained on
+inference_model=valid.acc.best.pth
+packed_model=""
+
+help_message="Usage: $0 --train_set <name> --valid_set <name> --test_sets '<names>' --train_config <yaml> [options]
+Options are the variables at the top of $0, e.g. --stage 1 --stop_stage 13 --nj 4 --ngpu 1."
+
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+
+[ -n "${train_set}" ] && [ -n "${valid_set}" ] && [ -n "${test_sets}" ] || { echo "${help_message}" >&2; exit 1; }
+[ -n "${train_config}" ] || { echo "$0: --train_config is required" >&2; exit 1; }
+
+data_feats=${dumpdir}/raw
+if [ -z "${asr_tag}" ]; then
+    asr_tag=$(basename "${train_config}" .yaml)
+fi
+asr_exp=${asr_exp:-${expdir}/asr_${asr_tag}}
+llm_out=${llm_dir:-${expdir}/llm}
+inference_tag=decode_$(basename "${inference_config:-default}" .yaml)_$(basename "${inference_model}" .pth)
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ] && ! "${skip_data_prep}"; then
+    log "Stage 1: data preparation: local/data.sh ${local_data_opts}"
+    # shellcheck disable=SC2086
+    local/data.sh ${local_data_opts}
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ] && ! "${skip_data_prep}"; then
+    if [ -n "${noise_scp}" ]; then
+        log "Stage 2: noise augmentation list ${noise_scp} -> ${data_feats}/noise.scp"
+        mkdir -p "${data_feats}"
+        cp "${noise_scp}" "${data_feats}/noise.scp"
+    else
+        log "Stage 2: no --noise_scp: training on clean audio"
+    fi
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && ! "${skip_data_prep}"; then
+    log "Stage 3: format data/ into ${data_feats}/org"
+    for dset in ${train_set} ${valid_set} ${test_sets}; do
+        ${python} -m espnet_mtsk.bin.format_data --src "data/${dset}" --dst "${data_feats}/org/${dset}"
+    done
+fi
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && ! "${skip_data_prep}"; then
+    log "Stage 4: filter by duration (${min_wav_duration}-${max_wav_duration} s) and empty text"
+    for dset in ${train_set} ${valid_set}; do
+        ${python} -m espnet_mtsk.bin.format_data --src "${data_feats}/org/${dset}" \
+            --dst "${data_feats}/${dset}" --min_duration "${min_wav_duration}" \
+            --max_duration "${max_wav_duration}"
+    done
+    for dset in ${test_sets}; do
+        # Test sets are never filtered: every utterance is scored.
+        ${python} -m espnet_mtsk.bin.format_data --src "${data_feats}/org/${dset}" --dst "${data_feats}/${dset}"
+    done
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    if [ -n "${llm_dir}" ]; then
+        log "Stage 5: pretrained LLM ${llm_dir}"
+        ${python} -c "from espnet_mtsk.llm.causal_lm import load_tokenizer; load_tokenizer('${llm_dir}')"
+    else
+        log "Stage 5: stand-in LLM and tokenizer from ${data_feats}/${train_set}/text -> ${llm_out}"
+        # shellcheck disable=SC2086
+        ${python} -m espnet_mtsk.bin.llm_prepare build --text "${data_feats}/${train_set}/text" \
+            --out "${llm_out}" ${llm_build_opts}
+    fi
+fi
+
+if [ -z "${llm_dir}" ]; then
+    if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+        log "Stage 6: LLM pre-training text: ${data_feats}/${train_set}/text"
+        mkdir -p "${expdir}/llm_stats"
+        cut -d' ' -f2- "${data_feats}/${train_set}/text" | wc -lw > "${expdir}/llm_stats/train_text_lines_words"
+    fi
+    if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+        log "Stage 7: LLM pre-training on text"
+        # shellcheck disable=SC2086
+        ${train_cmd} "${expdir}/llm_stats/pretrain.log" \
+            ${python} -m espnet_mtsk.bin.llm_prepare train --llm_dir "${llm_out}" \
+            --text "${data_feats}/${train_set}/text" ${llm_pretrain_opts}
+    fi
+    if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+        log "Stage 8: LLM perplexity on ${valid_set}"
+        ${python} -m espnet_mtsk.bin.llm_prepare perplexity --llm_dir "${llm_out}" \
+            --text "${data_feats}/${valid_set}/text" | tee "${expdir}/llm_stats/perplexity"
+    fi
+fi
+
+data_args() {
+    # data_args <flag> <dir> [text]: the ESPnet data triples of a dump dir.
+    local flag=$1 dir=$2 out=""
+    [ -e "${dir}/wav.scp" ] && out+=" ${flag} ${dir}/wav.scp,speech,sound"
+    [ -e "${dir}/video.scp" ] && out+=" ${flag} ${dir}/video.scp,video,video"
+    [ $# -ge 3 ] && out+=" ${flag} ${dir}/text,text,text"
+    echo "${out}"
+}
+
+train_opts="--config ${train_config} --llm_conf model_dir=${llm_out}"
+[ -n "${noise_scp}" ] && train_opts+=" --noise_scp ${data_feats}/noise.scp"
+stats_dir=${expdir}/asr_stats_${asr_tag}
+
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+    log "Stage 10: collect stats -> ${stats_dir}"
+    for dset in ${train_set} ${valid_set}; do
+        cut -d' ' -f1 "${data_feats}/${dset}/text" > "${data_feats}/${dset}/uttids"
+    done
+    # shellcheck disable=SC2046,SC2086
+    ${train_cmd} "${stats_dir}/logdir/stats.log" \
+        ${python} -m espnet_mtsk.bin.avsr_train --collect_stats true --ngpu 0 \
+        ${train_opts} --use_matplotlib false \
+        $(data_args --train_data_path_and_name_and_type "${data_feats}/${train_set}" text) \
+        $(data_args --valid_data_path_and_name_and_type "${data_feats}/${valid_set}" text) \
+        --train_shape_file "${data_feats}/${train_set}/uttids" \
+        --valid_shape_file "${data_feats}/${valid_set}/uttids" \
+        --output_dir "${stats_dir}" ${asr_args}
+fi
+
+if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
+    log "Stage 11: training -> ${asr_exp}"
+    mkdir -p "${asr_exp}"
+    # shellcheck disable=SC2046,SC2086
+    ${cuda_cmd} --gpu "${ngpu}" "${asr_exp}/train.log" \
+        ${python} -m espnet_mtsk.bin.avsr_train --ngpu "${ngpu}" ${train_opts} \
+        $(data_args --train_data_path_and_name_and_type "${data_feats}/${train_set}" text) \
+        $(data_args --valid_data_path_and_name_and_type "${data_feats}/${valid_set}" text) \
+        --train_shape_file "${stats_dir}/train/speech_shape" \
+        --valid_shape_file "${stats_dir}/valid/speech_shape" \
+        --resume true --output_dir "${asr_exp}" ${asr_args}
+fi
+
+model_scales() {
+    ${python} - "$1" <<'PY'
+import sys, yaml
+from espnet_mtsk.scales import matryoshka_scales
+conf = yaml.safe_load(open(sys.argv[1]))["model_conf"]
+print(" ".join(s.id for s in matryoshka_scales(conf["mode"], conf.get("audio_rates", ()), conf.get("video_rates", ()))))
+PY
+}
+
+decode() {
+    # decode <config> <model> <out_dir>: every test set x scale, split into jobs.
+    local config=$1 model=$2 out=$3 scales dset scale dir _nj
+    scales=${inference_scales:-$(model_scales "${config}")}
+    local _cmd=${decode_cmd} _ngpu=0
+    if "${gpu_inference}"; then _cmd=${cuda_cmd}; _ngpu=1; fi
+    for dset in ${test_sets}; do
+        _nj=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${dset}/wav.scp")")
+        mkdir -p "${out}/${dset}/logdir"
+        awk -v n="${_nj}" -v d="${out}/${dset}/logdir" '{print > (d "/keys." ((NR - 1) % n + 1) ".scp")}' \
+            "${data_feats}/${dset}/text"
+        for scale in ${scales}; do
+            dir=${out}/${dset}/${scale}
+            log "Decoding ${dset} at scale ${scale} -> ${dir}"
+            # shellcheck disable=SC2046,SC2086
+            ${_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${dir}/logdir/inference.JOB.log" \
+                ${python} -m espnet_mtsk.bin.avsr_inference --ngpu "${_ngpu}" --scale "${scale}" \
+                --asr_train_config "${config}" --asr_model_file "${model}" \
+                $(data_args --data_path_and_name_and_type "${data_feats}/${dset}") \
+                --key_file "${out}/${dset}/logdir/keys.JOB.scp" \
+                --output_dir "${dir}/logdir/output.JOB" \
+                ${inference_config:+--config ${inference_config}} ${inference_args}
+            mkdir -p "${dir}/1best_recog"
+            for f in text num_tokens speech_seconds decode_seconds; do
+                for ((i = 1; i <= _nj; i++)); do
+                    cat "${dir}/logdir/output.${i}/1best_recog/${f}"
+                done | sort > "${dir}/1best_recog/${f}"
+            done
+        done
+    done
+}
+
+score() {
+    # score <config> <decode_dir> <results.md>
+    local scales
+    scales=${inference_scales:-$(model_scales "$1")}
+    # shellcheck disable=SC2086
+    ${python} -m espnet_mtsk.bin.score --decode_dir "$2" --data_dir "${data_feats}" \
+        --test_sets ${test_sets} --scales ${scales} --results "$3" --title "$(basename "${asr_exp}")"
+}
+
+if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
+    log "Stage 12: decoding"
+    decode "${asr_exp}/config.yaml" "${asr_exp}/${inference_model}" "${asr_exp}/${inference_tag}"
+fi
+
+if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
+    log "Stage 13: scoring -> ${asr_exp}/RESULTS.md"
+    score "${asr_exp}/config.yaml" "${asr_exp}/${inference_tag}" "${asr_exp}/RESULTS.md"
+fi
+
+packed_model=${packed_model:-${asr_exp}/$(basename "${asr_exp}").zip}
+if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
+    log "Stage 14: packing -> ${packed_model}"
+    ${python} -m espnet_mtsk.bin.pack --asr_train_config "${asr_exp}/config.yaml" \
+        --asr_model_file "${asr_exp}/${inference_model}" --outpath "${packed_model}" \
+        --option "${asr_exp}/RESULTS.md"
+fi
+
+if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
+    log "Stage 15: decoding with the unpacked ${packed_model}"
+    unpacked=${asr_exp}/unpacked
+    eval "$(${python} -m espnet_mtsk.bin.pack --unpack "${packed_model}" --outdir "${unpacked}")"
+    decode "${asr_train_config}" "${asr_model_file}" "${unpacked}/${inference_tag}"
+    score "${asr_train_config}" "${unpacked}/${inference_tag}" "${unpacked}/RESULTS.md"
+fi
+
+log "Successfully finished. [elapsed=${SECONDS}s]"

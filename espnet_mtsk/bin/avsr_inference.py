@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Decode with a trained Llama-MTSK model at one chosen scale.
+
+Python API: ``AVSR2Text`` (``AVSR2Text.from_pretrained(model_tag)`` for a
+packed model); CLI: ESPnet's ``asr_inference`` flags plus ``--scale``. The
+1-best transcripts go to ``<output_dir>/1best_recog/text``.
+"""
+
+import argparse
+import contextlib
+import logging
+import sys
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from espnet2.fileio.datadir_writer import DatadirWriter
+from espnet2.torch_utils.device_funcs import to_device
+from espnet2.torch_utils.set_all_random_seed import set_all_random_seed
+from espnet2.utils import config_argparse
+from espnet2.utils.types import str2bool, str2triple_str, str_or_none
+from typeguard import typechecked
+
+from espnet_mtsk.data.preprocess import SAMPLE_RATE, VIDEO_FPS
+from espnet_mtsk.tasks.avsr import AVSRTask
+
+
+class AVSR2Text:
+    """Transcribes speech (S,) and/or mouth video (T, H, W) at one scale.
+
+    Examples:
+        >>> avsr = AVSR2Text("exp/x/config.yaml", "exp/x/valid.acc.ave.pth", scale="a4_v2")
+        >>> avsr(speech=wave, video=frames)
+        'bin blue at f two now'
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        asr_train_config: Optional[str] = None,
+        asr_model_file: Optional[str] = None,
+        scale: Optional[str] = None,
+        device: str = "cpu",
+        beam_size: int = 15,
+        max_new_tokens: int = 32,
+        amp: bool = False,
+    ):
+        model, train_args = AVSRTask.build_model_from_file(
+            asr_train_config, asr_model_file, device
+        )
+        self.model = model.eval()
+        self.train_args = train_args
+        self.scale = model.scale(scale or model.scale_ids[0]).id
+        self.device = device
+        self.beam_size = beam_size
+        self.max_new_tokens = max_new_tokens
+        self.amp = amp
+
+    def _autocast(self):
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16)
+
+    @torch.no_grad()
+    def decode_batch(self, batch: Dict[str, torch.Tensor]) -> Tuple[List[str], List[int]]:
+        """A collated batch (``speech``, ``video`` and their ``_lengths``) ->
+        B transcripts and the number of audio-visual tokens the LLM read."""
+        batch = to_device(batch, self.device)
+        keys = ("speech", "speech_lengths", "video", "video_lengths")
+        with self._autocast():
+            texts, num_tokens = self.model.recognize(
+                self.scale,
+                **{k: batch[k] for k in keys if k in batch},
+                beam_size=self.beam_size,
+                max_new_tokens=self.max_new_tokens,
+            )
+        return texts, num_tokens.tolist()
+
+    def __call__(
+        self,
+        speech: Optional[np.ndarray] = None,
+        video: Optional[np.ndarray] = None,
+    ) -> str:
+        batch = {}
+        for name, value in (("speech", speech), ("video", video)):
+            if value is not None:
+                tensor = torch.as_tensor(np.asarray(value), dtype=torch.float32)
+                batch[name] = tensor.unsqueeze(0)
+                batch[f"{name}_lengths"] = torch.tensor([tensor.size(0)])
+        return self.decode_batch(batch)[0][0]
+
+    @staticmethod
+    def from_pretrained(model_tag: Optional[str] = None, **kwargs: Any) -> "AVSR2Text":
+        """A packed model (espnet_model_zoo tag, URL or local zip) or files."""
+        if model_tag is not None:
+            from espnet_model_zoo.downloader import ModelDownloader
+
+            kwargs.update(**ModelDownloader().download_and_unpack(model_tag))
+        return AVSR2Text(**kwargs)
+
+
+@typechecked
+def inference(
+    output_dir: str,
+    batch_size: int,
+    ngpu: int,
+    seed: int,
+    num_workers: int,
+    log_level: str,
+    data_path_and_name_and_type: Sequence[Any],
+    key_file: Optional[str],
+    asr_train_config: Optional[str],
+    asr_model_file: Optional[str],
+    model_tag: Optional[str],
+    scale: Optional[str],
+    beam_size: int,
+    max_new_tokens: int,
+    amp: bool,
+    allow_variable_data_keys: bool,
+):
+    logging.basicConfig(
+        level=log_level,
+        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+    )
+    device = "cuda" if ngpu >= 1 else "cpu"
+    set_all_random_seed(seed)
+    avsr = AVSR2Text.from_pretrained(
+        model_tag=model_tag,
+        asr_train_config=asr_train_config,
+        asr_model_file=asr_model_file,
+        scale=scale,
+        device=device,
+        beam_size=beam_size,
+        max_new_tokens=max_new_tokens,
+        amp=amp,
+    )
+    logging.info(f"Decoding scale {avsr.scale} of {avsr.model.scale_ids}")
+    loader = AVSRTask.build_streaming_iterator(
+        data_path_and_name_and_type,
+        dtype="float32",
+        batch_size=batch_size,
+        key_file=key_file,
+        num_workers=num_workers,
+        preprocess_fn=AVSRTask.build_preprocess_fn(avsr.train_args, False),
+        collate_fn=AVSRTask.build_collate_fn(avsr.train_args, False),
+        allow_variable_data_keys=allow_variable_data_keys,
+        inference=True,
+    )
+    # Per utterance: the transcript, the LLM's audio-visual tokens, the
+    # speech duration and its share of the batch's wall time, from which
+    # scoring derives tokens per second and the real-time factor.
+    with DatadirWriter(output_dir) as writer:
+        for keys, batch in loader:
+            batch.pop("text", None)
+            batch.pop("text_lengths", None)
+            start = time.perf_counter()
+            texts, num_tokens = avsr.decode_batch(batch)
+            share = (time.perf_counter() - start) / len(keys)
+            seconds = _durations(batch)
+            out = writer["1best_recog"]
+            for key, text, tokens, sec in zip(keys, texts, num_tokens, seconds):
+                out["text"][key] = text
+                out["num_tokens"][key] = str(tokens)
+                out["speech_seconds"][key] = f"{sec:.3f}"
+                out["decode_seconds"][key] = f"{share:.4f}"
+
+
+def _durations(batch: Dict[str, torch.Tensor]) -> List[float]:
+    if "speech_lengths" in batch:
+        return (batch["speech_lengths"].float() / SAMPLE_RATE).tolist()
+    return (batch["video_lengths"].float() / VIDEO_FPS).tolist()
+
+
+def get_parser():
+    parser = config_argparse.ArgumentParser(
+        description="Llama-MTSK decoding at one scale",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--log_level",
+        type=lambda x: x.upper(),
+        default="INFO",
+        choices=("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET"),
+    )
+    parser.add_argument("--output_dir", type=str, required=True)
+    parser.add_argument("--ngpu", type=int, default=0, help="0: CPU, 1: CUDA")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num_workers", type=int, default=1)
+    parser.add_argument("--batch_size", type=int, default=1)
+    parser.add_argument(
+        "--amp", type=str2bool, default=False, help="bf16 autocast while decoding"
+    )
+    group = parser.add_argument_group("Input data related")
+    group.add_argument(
+        "--data_path_and_name_and_type", type=str2triple_str, required=True, action="append"
+    )
+    group.add_argument("--key_file", type=str_or_none)
+    group.add_argument("--allow_variable_data_keys", type=str2bool, default=False)
+    group = parser.add_argument_group("The model configuration related")
+    group.add_argument("--asr_train_config", type=str)
+    group.add_argument("--asr_model_file", type=str)
+    group.add_argument("--model_tag", type=str, help="A packed model: tag, URL or zip")
+    group = parser.add_argument_group("Decoding related")
+    group.add_argument(
+        "--scale", type=str_or_none, default=None,
+        help="Scale id such as a4, v2 or a4_v2 (default: the model's first scale)",
+    )
+    group.add_argument("--beam_size", type=int, default=15)
+    group.add_argument("--max_new_tokens", type=int, default=32)
+    return parser
+
+
+def main(cmd=None):
+    print(" ".join(sys.argv), file=sys.stderr)
+    args = get_parser().parse_args(cmd)
+    kwargs = vars(args)
+    kwargs.pop("config", None)
+    inference(**kwargs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Stages 3-4: copy a Kaldi-style data dir into dump/, checked and filtered.
+
+Keeps the utterances present in every list (``text`` and the ``wav.scp`` /
+``video.scp`` there are), checks that each audio file is readable 16 kHz
+mono, writes ``utt2dur`` and, with ``--min_duration`` / ``--max_duration``,
+drops utterances outside the range or with an empty transcript. Every dropped
+utterance is logged with its reason; nothing is dropped silently. Lists are
+written to a temporary name and renamed, so a killed run leaves the old dir.
+"""
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Dict
+
+import soundfile
+from espnet2.fileio.read_text import read_2columns_text
+
+from espnet_mtsk.data.preprocess import SAMPLE_RATE
+
+LISTS = ("wav.scp", "video.scp", "text", "utt2spk")
+
+
+def _write(path: Path, table: Dict[str, str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(f"{k} {v}\n" for k, v in sorted(table.items())), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def format_dir(src: Path, dst: Path, min_duration: float, max_duration: float) -> int:
+    tables = {name: read_2columns_text(src / name) for name in LISTS if (src / name).exists()}
+    if "text" not in tables or not ({"wav.scp", "video.scp"} & set(tables)):
+        raise FileNotFoundError(f"{src} needs text and wav.scp and/or video.scp")
+    keys = set.intersection(*(set(t) for t in tables.values()))
+    for name, table in tables.items():
+        for utt in sorted(set(table) - keys):
+            logging.warning(f"{src}: dropping {utt}: not in every list (found in {name})")
+    durations = {}
+    for utt in sorted(keys):
+        if "wav.scp" in tables:
+            path = tables["wav.scp"][utt]
+            info = soundfile.info(path)
+            if info.samplerate != SAMPLE_RATE or info.channels != 1:
+                raise ValueError(
+                    f"{utt}: {path} is {info.samplerate} Hz with {info.channels} "
+                    f"channels; 16 kHz mono is expected"
+                )
+            durations[utt] = info.frames / info.samplerate
+        if not tables["text"][utt].strip():
+            logging.warning(f"{src}: dropping {utt}: empty transcript")
+        elif utt in durations and not min_duration <= durations[utt] <= max_duration:
+            logging.warning(f"{src}: dropping {utt}: {durations[utt]:.2f} s out of range")
+        else:
+            continue
+        keys.discard(utt)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        _write(dst / name, {k: table[k] for k in keys})
+    if durations:
+        _write(dst / "utt2dur", {k: f"{durations[k]:.3f}" for k in keys})
+    if "utt2spk" in tables:
+        spk2utt: Dict[str, list] = {}
+        for utt in sorted(keys):
+            spk2utt.setdefault(tables["utt2spk"][utt], []).append(utt)
+        _write(dst / "spk2utt", {s: " ".join(u) for s, u in spk2utt.items()})
+    logging.info(f"{src} -> {dst}: {len(keys)} utterances")
+    return len(keys)
+
+
+def main(cmd=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--src", type=Path, required=True)
+    parser.add_argument("--dst", type=Path, required=True)
+    parser.add_argument("--min_duration", type=float, default=0.0)
+    parser.add_argument("--max_duration", type=float, default=float("inf"))
+    args = parser.parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    format_dir(args.src, args.dst, args.min_duration, args.max_duration)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+#!/usr/bin/env python3
+"""Stage 13: score every (test set, scale) decoding and write RESULTS.md."""
+
+import argparse
+from pathlib import Path
+
+from espnet_mtsk.scoring import plot_pareto, results_markdown, score_dir
+
+
+def main(cmd=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--decode_dir", type=Path, required=True,
+                        help="holds <test_set>/<scale>/1best_recog/")
+    parser.add_argument("--data_dir", type=Path, required=True,
+                        help="holds <test_set>/text (the references)")
+    parser.add_argument("--test_sets", nargs="+", required=True)
+    parser.add_argument("--scales", nargs="+", required=True)
+    parser.add_argument("--results", type=Path, required=True, help="RESULTS.md to write")
+    parser.add_argument("--title", default="Results")
+    args = parser.parse_args(cmd)
+
+    scores = [
+        score_dir(args.data_dir / test_set / "text", args.decode_dir / test_set / scale, test_set, scale)
+        for test_set in args.test_sets
+        for scale in args.scales
+    ]
+    png = args.results.with_name("wer_vs_tokens.png")
+    plot_pareto(scores, png)
+    text = results_markdown(scores, args.title) + f"\n![WER vs tokens/s]({png.name})\n"
+    args.results.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

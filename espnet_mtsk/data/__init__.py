@@ -1,0 +1,1 @@
+"""Data I/O: the video data type, per-utterance preprocessing, corpora."""

@@ -1,0 +1,65 @@
+"""Per-utterance checks and text tokenisation before batching."""
+
+from typing import Dict, Union
+
+import numpy as np
+from typeguard import typechecked
+
+from espnet_mtsk.llm.causal_lm import load_tokenizer
+
+SAMPLE_RATE = 16000
+VIDEO_FPS = 25
+
+
+class AVSRPreprocessor:
+    """Checks one utterance and turns its transcript into LLM token ids.
+
+    It has the call signature of ESPnet's ``AbsPreprocessor`` without
+    subclassing it: that module imports the phoneme tokenizers, whose nltk
+    set-up tries a download at import time.
+
+    In: ``{"speech": (S,), "video": (T, H, W), "text": str}`` (any subset).
+    Out: the same arrays, with ``text`` as int64 ids (L,) of the lower-cased
+    transcript. Errors name the utterance:
+    - an empty transcript;
+    - audio and video durations (S / 16000 s and T / 25 s) that differ by
+      more than ``av_tolerance`` seconds (0.2 s by default: LRS3 clips differ
+      by a frame or two, while a wrong pairing is off by far more).
+
+    Args:
+        llm_dir: the LLM's HF folder, for its tokenizer.
+        av_tolerance: the largest accepted audio/video duration gap (s).
+    """
+
+    @typechecked
+    def __init__(self, train: bool, llm_dir: str, av_tolerance: float = 0.2):
+        self.train = train
+        self.tokenizer = load_tokenizer(llm_dir)
+        self.av_tolerance = av_tolerance
+
+    def __call__(
+        self, uid: str, data: Dict[str, Union[str, np.ndarray]]
+    ) -> Dict[str, np.ndarray]:
+        if "speech" in data and data["speech"].ndim != 1:
+            raise ValueError(
+                f"{uid}: expected mono audio (samples,), got shape {data['speech'].shape}"
+            )
+        if "video" in data and data["video"].ndim != 3:
+            raise ValueError(
+                f"{uid}: expected video (frames, H, W), got shape {data['video'].shape}"
+            )
+        if "speech" in data and "video" in data:
+            audio_sec = len(data["speech"]) / SAMPLE_RATE
+            video_sec = len(data["video"]) / VIDEO_FPS
+            if abs(audio_sec - video_sec) > self.av_tolerance:
+                raise ValueError(
+                    f"{uid}: audio lasts {audio_sec:.2f} s but video {video_sec:.2f} s "
+                    f"(tolerance {self.av_tolerance} s)"
+                )
+        if "text" in data:
+            text = data["text"].strip().lower()
+            if not text:
+                raise ValueError(f"{uid}: empty transcript")
+            ids = self.tokenizer(text, add_special_tokens=False).input_ids
+            data["text"] = np.asarray(ids, dtype=np.int64)
+        return data

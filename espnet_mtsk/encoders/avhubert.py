@@ -1,0 +1,212 @@
+"""An AV-HuBERT-shaped video encoder in plain PyTorch (no fairseq).
+
+The module names follow fairseq's AV-HuBERT (``feature_extractor_video``,
+``post_extract_proj``, ``encoder.pos_conv``, ``encoder.layers.N.self_attn.
+{q,k,v,out}_proj``, ``fc1``, ``fc2``, ``*_layer_norm``), so an official
+checkpoint maps onto it key by key. Defaults are AV-HuBERT Large.
+"""
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from typeguard import typechecked
+
+
+class BasicBlock(torch.nn.Module):
+    """ResNet basic block with PReLU, as in AV-HuBERT's visual front end."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(planes)
+        self.relu1 = torch.nn.PReLU(planes)
+        self.conv2 = torch.nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(planes)
+        self.relu2 = torch.nn.PReLU(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = torch.nn.Sequential(
+                torch.nn.Conv2d(inplanes, planes, 1, stride, bias=False),
+                torch.nn.BatchNorm2d(planes),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.relu1(self.bn1(self.conv1(x)))
+        return self.relu2(self.bn2(self.conv2(out)) + residual)
+
+
+class ResNet(torch.nn.Module):
+    """ResNet-18 trunk (2 blocks per stage) with a global average pool."""
+
+    def __init__(self, inplanes: int, channels: Sequence[int]):
+        super().__init__()
+        strides = [1, 2, 2, 2]
+        for i, (planes, stride) in enumerate(zip(channels, strides), 1):
+            blocks = [BasicBlock(inplanes, planes, stride), BasicBlock(planes, planes, 1)]
+            setattr(self, f"layer{i}", torch.nn.Sequential(*blocks))
+            inplanes = planes
+        self.num_layers = len(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(1, self.num_layers + 1):
+            x = getattr(self, f"layer{i}")(x)
+        return x.mean(dim=(2, 3))
+
+
+class VideoFrontEnd(torch.nn.Module):
+    """(B, 1, T, H, W) -> (B, T, channels[-1]): 3-D conv stem + per-frame ResNet."""
+
+    def __init__(self, stem_channels: int, channels: Sequence[int]):
+        super().__init__()
+        self.frontend3D = torch.nn.Sequential(
+            torch.nn.Conv3d(1, stem_channels, (5, 7, 7), (1, 2, 2), (2, 3, 3), bias=False),
+            torch.nn.BatchNorm3d(stem_channels),
+            torch.nn.PReLU(stem_channels),
+            torch.nn.MaxPool3d((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        )
+        self.trunk = ResNet(stem_channels, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.frontend3D(x)
+        bsz, chans, time, height, width = x.shape
+        frames = x.transpose(1, 2).reshape(bsz * time, chans, height, width)
+        return self.trunk(frames).view(bsz, time, -1)
+
+
+class SelfAttention(torch.nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.q_proj = torch.nn.Linear(dim, dim)
+        self.k_proj = torch.nn.Linear(dim, dim)
+        self.v_proj = torch.nn.Linear(dim, dim)
+        self.out_proj = torch.nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        bsz, time, dim = x.shape
+        split = lambda t: t.view(bsz, time, self.heads, -1).transpose(1, 2)  # noqa: E731
+        out = F.scaled_dot_product_attention(
+            split(self.q_proj(x)),
+            split(self.k_proj(x)),
+            split(self.v_proj(x)),
+            attn_mask=keep[:, None, None, :],
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out_proj(out.transpose(1, 2).reshape(bsz, time, dim))
+
+
+class EncoderLayer(torch.nn.Module):
+    """Pre-LN transformer layer ("layer_norm_first", as in AV-HuBERT Large)."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float):
+        super().__init__()
+        self.self_attn = SelfAttention(dim, heads, dropout)
+        self.self_attn_layer_norm = torch.nn.LayerNorm(dim)
+        self.fc1 = torch.nn.Linear(dim, ffn_dim)
+        self.fc2 = torch.nn.Linear(ffn_dim, dim)
+        self.final_layer_norm = torch.nn.LayerNorm(dim)
+        self.dropout = torch.nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), keep))
+        h = self.fc2(self.dropout(F.gelu(self.fc1(self.final_layer_norm(x)))))
+        return x + self.dropout(h)
+
+
+class TransformerEncoder(torch.nn.Module):
+    def __init__(self, dim, heads, ffn_dim, layers, pos_conv_kernel, pos_conv_groups, dropout):
+        super().__init__()
+        self.pos_conv = torch.nn.Conv1d(
+            dim, dim, pos_conv_kernel, padding=pos_conv_kernel // 2, groups=pos_conv_groups
+        )
+        std = math.sqrt(4 / (pos_conv_kernel * dim))
+        torch.nn.init.normal_(self.pos_conv.weight, mean=0, std=std)
+        torch.nn.init.zeros_(self.pos_conv.bias)
+        self.even_kernel = pos_conv_kernel % 2 == 0
+        self.layers = torch.nn.ModuleList(
+            EncoderLayer(dim, heads, ffn_dim, dropout) for _ in range(layers)
+        )
+        self.layer_norm = torch.nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        x = x * keep.unsqueeze(-1)
+        pos = self.pos_conv(x.transpose(1, 2))
+        if self.even_kernel:
+            # An even kernel with padding k//2 yields one extra frame.
+            pos = pos[:, :, :-1]
+        x = x + F.gelu(pos).transpose(1, 2)
+        for layer in self.layers:
+            x = layer(x, keep)
+        return self.layer_norm(x)
+
+
+class AVHubertVideoEncoder(AbsEncoder):
+    """Mouth-ROI video -> contextual frame features, at the input frame rate.
+
+    Input ``xs_pad`` (B, T, H, W) grayscale crops with pixel values 0..255
+    (88x88 at 25 fps for LRS3; any size works), ``ilens`` (B,) frame counts;
+    output (B, T, d_model), ``ilens``, None. Padded frames are masked in
+    attention and zeroed before the positional convolution, so they never
+    change the real frames' outputs.
+
+    Args:
+        input_size: unused (ESPnet passes a frontend size; video has none).
+        mean, std: pixel normalisation after scaling to 0..1 (LRS3 values).
+        stem_channels, resnet_channels: 3-D stem and ResNet-18 stage widths.
+        d_model, num_heads, ffn_dim, num_layers: the transformer.
+        pos_conv_kernel, pos_conv_groups: convolutional positional embedding.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        input_size: int = 0,
+        mean: float = 0.421,
+        std: float = 0.165,
+        stem_channels: int = 64,
+        resnet_channels: Sequence[int] = (64, 128, 256, 512),
+        d_model: int = 1024,
+        num_heads: int = 16,
+        ffn_dim: int = 4096,
+        num_layers: int = 24,
+        pos_conv_kernel: int = 128,
+        pos_conv_groups: int = 16,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.mean = mean
+        self.std = std
+        self.feature_extractor_video = torch.nn.Module()
+        self.feature_extractor_video.resnet = VideoFrontEnd(stem_channels, resnet_channels)
+        self.layer_norm = torch.nn.LayerNorm(resnet_channels[-1])
+        self.post_extract_proj = torch.nn.Linear(resnet_channels[-1], d_model)
+        self.encoder = TransformerEncoder(
+            d_model, num_heads, ffn_dim, num_layers, pos_conv_kernel, pos_conv_groups, dropout
+        )
+        self._output_size = d_model
+
+    def output_size(self) -> int:
+        return self._output_size
+
+    def forward(
+        self,
+        xs_pad: torch.Tensor,
+        ilens: torch.Tensor,
+        prev_states: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, None]:
+        if xs_pad.dim() != 4:
+            raise ValueError(
+                f"video must be (batch, frames, height, width), got {tuple(xs_pad.shape)}"
+            )
+        keep = ~make_pad_mask(ilens, maxlen=xs_pad.size(1)).to(xs_pad.device)
+        x = (xs_pad / 255.0 - self.mean) / self.std
+        x = x * keep[:, :, None, None]
+        feats = self.feature_extractor_video.resnet(x.unsqueeze(1))
+        feats = self.post_extract_proj(self.layer_norm(feats))
+        return self.encoder(feats, keep), ilens, None

@@ -1,0 +1,31 @@
+"""Interface of the language model that reads the audio-visual tokens."""
+
+from abc import ABC, abstractmethod
+from typing import List, Sequence, Tuple
+
+import torch
+
+# (modality, embeddings (B, T, llm_dim), lengths (B,)), in prompt order.
+Segment = Tuple[str, torch.Tensor, torch.Tensor]
+
+
+class AbsLLM(torch.nn.Module, ABC):
+    """A causal LM conditioned on projected audio/video token sequences."""
+
+    @abstractmethod
+    def hidden_size(self) -> int:
+        raise NotImplementedError
+
+    @abstractmethod
+    def forward(
+        self, segments: Sequence[Segment], ys_pad: torch.Tensor, ys_lens: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced pass: returns (mean token loss, token accuracy)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def generate(
+        self, segments: Sequence[Segment], beam_size: int, max_new_tokens: int
+    ) -> List[str]:
+        """Decodes one transcript per batch element."""
+        raise NotImplementedError

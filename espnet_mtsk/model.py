@@ -1,0 +1,186 @@
+"""The Matryoshka audio-visual LLM as an ESPnet model.
+
+One step: each encoder runs once; every (modality, rate) of the Matryoshka set
+compresses and projects that same output once; each scale then feeds its
+tokens to the LLM with its own LoRA adapters active; the loss is the mean of
+the per-scale losses.
+"""
+
+import contextlib
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+from typeguard import typechecked
+
+from espnet_mtsk.compress import AbsCompressor
+from espnet_mtsk.llm.abs_llm import AbsLLM, Segment
+from espnet_mtsk.llm.lora import LoRAStrategy
+from espnet_mtsk.projector import ProjectorBank
+from espnet_mtsk.scales import MODES, Scale, matryoshka_scales, parse_scale, projector_keys
+
+Encoded = Dict[str, Tuple[torch.Tensor, torch.Tensor]]
+
+
+class ESPnetMTSKModel(AbsESPnetModel):
+    """Llama-MTSK: speech (B, S) and/or video (B, T, H, W) + text ids (B, L).
+
+    ``forward`` returns (loss, stats, batch size) with stats ``loss``, ``acc``
+    and ``loss_<scale>``, ``acc_<scale>`` for every scale (e.g. ``a4_v2``).
+    ``recognize`` decodes a batch at one chosen scale.
+
+    Args:
+        mode: "asr", "vsr" or "avsr": which modalities the LLM reads.
+        audio_rates / video_rates: compression rates of the Matryoshka set.
+        projector_hidden_size: hidden width of every projector's MLP.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        llm: AbsLLM,
+        compressor: AbsCompressor,
+        lora: LoRAStrategy,
+        audio_encoder: Optional[AbsEncoder] = None,
+        video_encoder: Optional[AbsEncoder] = None,
+        frontend: Optional[AbsFrontend] = None,
+        mode: str = "avsr",
+        audio_rates: Sequence[int] = (4, 16),
+        video_rates: Sequence[int] = (2, 5),
+        projector_hidden_size: int = 2048,
+    ):
+        super().__init__()
+        self.mode = mode
+        self.scales: List[Scale] = matryoshka_scales(mode, audio_rates, video_rates)
+        self.encoders = torch.nn.ModuleDict()
+        for modality, encoder in (("audio", audio_encoder), ("video", video_encoder)):
+            if modality in MODES[mode]:
+                if encoder is None:
+                    raise ValueError(f"mode '{mode}' needs a {modality}_encoder")
+                self.encoders[modality] = encoder
+        self.frontend = frontend
+        self.compressor = compressor
+        self.llm = llm
+        sizes = {
+            key: compressor.output_size(self.encoders[m].output_size(), rate)
+            for key, (m, rate) in projector_keys(self.scales).items()
+        }
+        self.projectors = ProjectorBank(sizes, llm.hidden_size(), projector_hidden_size)
+        self.lora = lora
+        llm.model = lora.wrap(llm.model, [s.id for s in self.scales])
+
+    @property
+    def scale_ids(self) -> List[str]:
+        return [s.id for s in self.scales]
+
+    def scale(self, scale_id: str) -> Scale:
+        """The trained scale with this id; a clear error for any other."""
+        scale = parse_scale(scale_id)
+        if scale not in self.scales:
+            raise ValueError(
+                f"Unknown scale '{scale_id}': this model was trained on "
+                f"{self.scale_ids}"
+            )
+        return scale
+
+    def encode(
+        self,
+        speech: Optional[torch.Tensor] = None,
+        speech_lengths: Optional[torch.Tensor] = None,
+        video: Optional[torch.Tensor] = None,
+        video_lengths: Optional[torch.Tensor] = None,
+        modalities: Optional[Sequence[str]] = None,
+    ) -> Encoded:
+        """Runs each needed encoder once: {modality: ((B, T, D), (B,))}.
+
+        ``modalities`` defaults to every modality of the mode.
+        """
+        inputs = {"audio": (speech, speech_lengths), "video": (video, video_lengths)}
+        data_name = {"audio": "speech", "video": "video"}
+        encoded = {}
+        for modality in modalities or list(self.encoders):
+            encoder = self.encoders[modality]
+            xs, lens = inputs[modality]
+            if xs is None:
+                raise ValueError(
+                    f"mode '{self.mode}' needs '{data_name[modality]}' in the batch"
+                )
+            if modality == "audio" and self.frontend is not None:
+                xs, lens = self.frontend(xs, lens)
+            frozen = not any(p.requires_grad for p in encoder.parameters())
+            if frozen:
+                # A frozen encoder keeps its normalisation statistics too.
+                encoder.eval()
+            with torch.no_grad() if frozen else contextlib.nullcontext():
+                hs, hlens, _ = encoder(xs, lens)
+            encoded[modality] = (hs, hlens)
+        return encoded
+
+    def segments(self, encoded: Encoded, scale: Scale, cache: Dict) -> List[Segment]:
+        """The LLM-ready tokens of one scale; (modality, rate) work is shared."""
+        out = []
+        for (modality, rate), key in zip(scale.rates, scale.keys().values()):
+            if key not in cache:
+                hs, hlens = encoded[modality]
+                tokens, tlens = self.compressor(hs, hlens, rate)
+                cache[key] = (modality, self.projectors[key](tokens), tlens)
+            out.append(cache[key])
+        return out
+
+    def forward(
+        self,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        speech: Optional[torch.Tensor] = None,
+        speech_lengths: Optional[torch.Tensor] = None,
+        video: Optional[torch.Tensor] = None,
+        video_lengths: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        encoded = self.encode(speech, speech_lengths, video, video_lengths)
+        cache: Dict = {}
+        stats = {}
+        losses, accs = [], []
+        for scale in self.scales:
+            self.lora.activate(self.llm.model, scale.id)
+            loss, acc = self.llm(self.segments(encoded, scale, cache), text, text_lengths)
+            stats[f"loss_{scale.id}"] = loss.detach()
+            stats[f"acc_{scale.id}"] = acc.detach()
+            losses.append(loss)
+            accs.append(acc)
+        loss = torch.stack(losses).mean()
+        stats["loss"] = loss.detach()
+        stats["acc"] = torch.stack(accs).mean().detach()
+        batch_size = torch.tensor(text.size(0), device=loss.device)
+        return loss, stats, batch_size
+
+    def collect_feats(self, **kwargs) -> Dict[str, torch.Tensor]:
+        # Encoders take raw inputs: there are no features to normalise.
+        return {}
+
+    @torch.no_grad()
+    def recognize(
+        self,
+        scale_id: str,
+        speech: Optional[torch.Tensor] = None,
+        speech_lengths: Optional[torch.Tensor] = None,
+        video: Optional[torch.Tensor] = None,
+        video_lengths: Optional[torch.Tensor] = None,
+        beam_size: int = 15,
+        max_new_tokens: int = 32,
+    ) -> Tuple[List[str], torch.Tensor]:
+        """Transcribes a batch at one scale of the Matryoshka set.
+
+        Returns the B transcripts and the number of audio-visual tokens (B,)
+        the LLM read for each, which sets the cost of the scale.
+        """
+        scale = self.scale(scale_id)
+        encoded = self.encode(
+            speech, speech_lengths, video, video_lengths, scale.modalities
+        )
+        self.lora.activate(self.llm.model, scale.id)
+        segments = self.segments(encoded, scale, {})
+        texts = self.llm.generate(segments, beam_size, max_new_tokens)
+        return texts, sum(lens for _, _, lens in segments)

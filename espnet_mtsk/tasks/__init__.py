@@ -1,0 +1,1 @@
+"""ESPnet2 tasks of the plugin."""

@@ -1,0 +1,239 @@
+"""The ESPnet2 task: every component is a ClassChoices entry built from YAML.
+
+``python -m espnet_mtsk.bin.avsr_train --help`` lists the choices; a config
+picks one class per group and gives its keyword arguments in ``<group>_conf``.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Callable, Collection, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.asr.frontend.default import DefaultFrontend
+from espnet2.tasks.abs_task import AbsTask
+from espnet2.train.class_choices import ClassChoices
+from espnet2.train.trainer import Trainer
+from espnet2.utils.get_default_kwargs import get_default_kwargs
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import float_or_none, str2bool
+from typeguard import typechecked
+
+import espnet_mtsk.data.video  # noqa: F401  (registers the "video" data type)
+from espnet_mtsk.compress import AbsCompressor, AvgPoolCompressor, StackCompressor
+from espnet_mtsk.data.collate import AVSRCollateFn
+from espnet_mtsk.data.preprocess import AVSRPreprocessor
+from espnet_mtsk.encoders.avhubert import AVHubertVideoEncoder
+from espnet_mtsk.encoders.whisper import HFWhisperEncoder
+from espnet_mtsk.llm.abs_llm import AbsLLM
+from espnet_mtsk.llm.causal_lm import HFCausalLM
+from espnet_mtsk.llm.lora import LoRAStrategy, MSLoRA, MSSLoRA, NoLoRA, SSLoRA
+from espnet_mtsk.model import ESPnetMTSKModel
+
+frontend_choices = ClassChoices(
+    name="frontend",
+    classes=dict(default=DefaultFrontend),
+    type_check=AbsFrontend,
+    default=None,
+    optional=True,
+)
+audio_encoder_choices = ClassChoices(
+    name="audio_encoder",
+    classes=dict(whisper=HFWhisperEncoder, conformer=ConformerEncoder),
+    type_check=AbsEncoder,
+    default=None,
+    optional=True,
+)
+video_encoder_choices = ClassChoices(
+    name="video_encoder",
+    classes=dict(avhubert=AVHubertVideoEncoder),
+    type_check=AbsEncoder,
+    default=None,
+    optional=True,
+)
+compressor_choices = ClassChoices(
+    name="compressor",
+    classes=dict(avgpool=AvgPoolCompressor, stack=StackCompressor),
+    type_check=AbsCompressor,
+    default="avgpool",
+)
+llm_choices = ClassChoices(
+    name="llm",
+    classes=dict(causal_lm=HFCausalLM),
+    type_check=AbsLLM,
+    default="causal_lm",
+)
+lora_choices = ClassChoices(
+    name="lora",
+    classes=dict(ms=MSLoRA, ss=SSLoRA, mss=MSSLoRA),
+    type_check=LoRAStrategy,
+    default="ms",
+    optional=True,  # "none": no adapter, the whole LLM trains (tiny models)
+)
+
+
+def _none(name: Optional[str]) -> Optional[str]:
+    # A YAML "none" reaches build_model as a string (argparse types apply to
+    # the command line only), and ClassChoices.get_class rejects it.
+    return None if name is None or name.lower() in ("none", "null", "nil") else name
+
+
+class AVSRTask(AbsTask):
+    """Llama-MTSK: audio / video / audio-visual speech recognition with an LLM."""
+
+    num_optimizers: int = 1
+    class_choices_list = [
+        frontend_choices,
+        audio_encoder_choices,
+        video_encoder_choices,
+        compressor_choices,
+        llm_choices,
+        lora_choices,
+    ]
+    trainer = Trainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group(description="Task related")
+        group.add_argument(
+            "--model_conf",
+            action=NestedDictAction,
+            default=get_default_kwargs(ESPnetMTSKModel),
+            help="mode (asr / vsr / avsr), audio_rates, video_rates, "
+            "projector_hidden_size",
+        )
+        group = parser.add_argument_group(description="Preprocess related")
+        group.add_argument(
+            "--use_preprocessor",
+            type=str2bool,
+            default=True,
+            help="Check utterances and tokenise transcripts with the LLM tokenizer",
+        )
+        group.add_argument(
+            "--av_tolerance",
+            type=float_or_none,
+            default=0.2,
+            help="Largest accepted gap between audio and video durations (s)",
+        )
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
+
+    @classmethod
+    @typechecked
+    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable[
+        [Collection[Tuple[str, Dict[str, np.ndarray]]]],
+        Tuple[List[str], Dict[str, torch.Tensor]],
+    ]:
+        return AVSRCollateFn()
+
+    @classmethod
+    @typechecked
+    def build_preprocess_fn(
+        cls, args: argparse.Namespace, train: bool
+    ) -> Optional[Callable[[str, Dict[str, np.array]], Dict[str, np.ndarray]]]:
+        if not args.use_preprocessor:
+            return None
+        return AVSRPreprocessor(
+            train=train, llm_dir=args.llm_conf["model_dir"], av_tolerance=args.av_tolerance
+        )
+
+    @classmethod
+    def required_data_names(
+        cls, train: bool = True, inference: bool = False
+    ) -> Tuple[str, ...]:
+        # Which of speech / video is needed depends on model_conf.mode; the
+        # model says which one is missing.
+        return () if inference else ("text",)
+
+    @classmethod
+    def optional_data_names(
+        cls, train: bool = True, inference: bool = False
+    ) -> Tuple[str, ...]:
+        return ("speech", "video")
+
+    @classmethod
+    @typechecked
+    def build_model(cls, args: argparse.Namespace) -> ESPnetMTSKModel:
+        frontend = None
+        input_size = 0
+        if args.frontend is not None:
+            frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
+            input_size = frontend.output_size()
+        encoders = {}
+        for choices, key in (
+            (audio_encoder_choices, "audio_encoder"),
+            (video_encoder_choices, "video_encoder"),
+        ):
+            name = getattr(args, key)
+            if name is not None:
+                size = input_size if key == "audio_encoder" else 0
+                conf = getattr(args, f"{key}_conf")
+                encoders[key] = choices.get_class(name)(input_size=size, **conf)
+        return ESPnetMTSKModel(
+            llm=llm_choices.get_class(args.llm)(**args.llm_conf),
+            compressor=compressor_choices.get_class(args.compressor)(
+                **args.compressor_conf
+            ),
+            lora=(lora_choices.get_class(_none(args.lora)) or NoLoRA)(**args.lora_conf),
+            frontend=frontend,
+            **encoders,
+            **args.model_conf,
+        )
+
+    @classmethod
+    @typechecked
+    def build_model_from_file(
+        cls,
+        config_file: Optional[Union[Path, str]] = None,
+        model_file: Optional[Union[Path, str]] = None,
+        device: str = "cpu",
+    ) -> Tuple[ESPnetMTSKModel, argparse.Namespace]:
+        """Builds the model of a config and loads a checkpoint strictly.
+
+        The checkpoint is read with ``weights_only=True``; a checkpoint whose
+        keys or shapes do not fit the config is an error that names the file
+        and lists the differences.
+        """
+        import yaml
+
+        if config_file is None:
+            if model_file is None:
+                raise ValueError("Give config_file or model_file")
+            config_file = Path(model_file).parent / "config.yaml"
+        with Path(config_file).open("r", encoding="utf-8") as f:
+            args = argparse.Namespace(**yaml.safe_load(f))
+        model = cls.build_model(args)
+        if model_file is not None:
+            load_checkpoint(model, model_file)
+        model.to(device)
+        return model, args
+
+
+def load_checkpoint(model: torch.nn.Module, model_file: Union[Path, str]) -> None:
+    """Loads a state dict into ``model``; any mismatch is a ValueError."""
+    state = torch.load(model_file, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if state[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shapes:
+        lines = [f"Checkpoint {model_file} does not fit the model of its config:"]
+        for title, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape mismatch", shapes),
+        ):
+            if items:
+                shown = ", ".join(items[:10]) + (" ..." if len(items) > 10 else "")
+                lines.append(f"  {title} ({len(items)}): {shown}")
+        raise ValueError("\n".join(lines))
+    model.load_state_dict(state)
+    logging.info(f"Loaded {model_file}")

@@ -1,0 +1,23 @@
+"""espnet-mtsk: Matryoshka multimodal LLMs for adaptive AVSR as an ESPnet2 plugin."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="espnet_mtsk",
+    version="0.1.0",
+    description="Llama-MTSK (Matryoshka audio-visual LLM) for ESPnet2",
+    packages=find_packages(include=["espnet_mtsk", "espnet_mtsk.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "espnet==202511",
+        "espnet_model_zoo",
+        "peft",
+        "transformers",
+        "sentencepiece",
+        "jiwer",
+        "av",
+        "matplotlib",
+        "tensorboard",
+    ],
+    extras_require={"test": ["pytest"]},
+)

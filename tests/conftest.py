@@ -1,0 +1,107 @@
+"""Shared fixtures: tiny stand-in models built once per test session."""
+
+import itertools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from espnet_mtsk.standins import build_llama, build_whisper
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+
+GRID = {
+    "command": ["bin", "lay", "place", "set"],
+    "colour": ["blue", "green", "red", "white"],
+    "preposition": ["at", "by", "in", "with"],
+    "letter": list("abcdefgh"),
+    "digit": ["one", "two", "three"],
+    "adverb": ["again", "now", "please", "soon"],
+}
+SENTENCES = [" ".join(words) for words in itertools.product(*GRID.values())]
+
+
+@pytest.fixture(scope="session")
+def llm_dir(tmp_path_factory):
+    return str(build_llama(str(tmp_path_factory.mktemp("llama")), SENTENCES))
+
+
+@pytest.fixture(scope="session")
+def whisper_dir(tmp_path_factory):
+    return str(
+        build_whisper(
+            str(tmp_path_factory.mktemp("whisper")),
+            d_model=32,
+            num_layers=1,
+            num_heads=2,
+            max_source_positions=100,
+        )
+    )
+
+
+TINY_VIDEO = dict(
+    resnet_channels=[4, 8, 8, 16],
+    stem_channels=4,
+    d_model=32,
+    num_layers=1,
+    num_heads=2,
+    ffn_dim=64,
+    pos_conv_kernel=8,
+    pos_conv_groups=4,
+)
+
+
+def model_config(llm_dir, whisper_dir, mode="avsr", lora="mss", compressor="avgpool"):
+    """A task config (as the YAML would give it) for a tiny model."""
+    return dict(
+        frontend=None,
+        frontend_conf={},
+        audio_encoder="whisper" if mode != "vsr" else None,
+        audio_encoder_conf={"model_dir": whisper_dir} if mode != "vsr" else {},
+        video_encoder="avhubert" if mode != "asr" else None,
+        video_encoder_conf=dict(TINY_VIDEO) if mode != "asr" else {},
+        compressor=compressor,
+        compressor_conf={},
+        llm="causal_lm",
+        llm_conf={"model_dir": llm_dir},
+        lora=lora,
+        lora_conf={"r": 4, "lora_alpha": 8, "lora_dropout": 0.0},
+        model_conf=dict(
+            mode=mode, audio_rates=[2, 4], video_rates=[1, 2], projector_hidden_size=32
+        ),
+    )
+
+
+def build(llm_dir, whisper_dir, seed=0, **kwargs):
+    import argparse
+
+    from espnet_mtsk.tasks.avsr import AVSRTask
+
+    torch.manual_seed(seed)
+    return AVSRTask.build_model(
+        argparse.Namespace(**model_config(llm_dir, whisper_dir, **kwargs))
+    )
+
+
+def make_batch(tokenizer, n=2, seconds=(1.0, 0.68), seed=0):
+    """Random audio/video with real transcripts, padded like ESPnet's collate."""
+    rng = np.random.default_rng(seed)
+    texts = SENTENCES[:: len(SENTENCES) // n][:n]
+    ids = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    width = max(map(len, ids))
+    samples = [int(s * 16000) for s in seconds[:n]]
+    frames = [int(s * 25) for s in seconds[:n]]
+    speech = torch.zeros(n, max(samples))
+    video = torch.zeros(n, max(frames), 24, 24)
+    for b in range(n):
+        speech[b, : samples[b]] = torch.from_numpy(rng.standard_normal(samples[b]) * 0.1)
+        video[b, : frames[b]] = torch.from_numpy(rng.uniform(0, 255, (frames[b], 24, 24)))
+    return dict(
+        speech=speech.float(),
+        speech_lengths=torch.tensor(samples),
+        video=video.float(),
+        video_lengths=torch.tensor(frames),
+        text=torch.tensor([x + [-1] * (width - len(x)) for x in ids]),
+        text_lengths=torch.tensor([len(x) for x in ids]),
+    ), texts

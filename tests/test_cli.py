@@ -1,0 +1,112 @@
+"""The ESPnet entry points end to end: collect stats, train, decode."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import yaml
+
+from conftest import SENTENCES, TINY_VIDEO
+
+
+def _run(module, *args):
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _datadir(root, names, rng):
+    root.mkdir(parents=True)
+    with open(root / "wav.scp", "w") as wav, open(root / "video.scp", "w") as vid, open(
+        root / "text", "w"
+    ) as txt:
+        for i, sentence in enumerate(names):
+            utt = f"utt{i:02d}"
+            seconds = 0.6 + 0.04 * i
+            soundfile.write(root / f"{utt}.wav", rng.standard_normal(int(seconds * 16000)) * 0.1, 16000)
+            np.save(root / f"{utt}.npy", rng.integers(0, 255, (int(seconds * 25), 24, 24), dtype=np.uint8))
+            wav.write(f"{utt} {root / utt}.wav\n")
+            vid.write(f"{utt} {root / utt}.npy\n")
+            txt.write(f"{utt} {sentence.upper()}\n")
+    return root
+
+
+def _data_args(flag, root, with_text=True):
+    names = [("wav.scp", "speech", "sound"), ("video.scp", "video", "video")]
+    if with_text:
+        names.append(("text", "text", "text"))
+    out = []
+    for file, name, kind in names:
+        out += [flag, f"{root / file},{name},{kind}"]
+    return out
+
+
+def test_help_lists_every_choice():
+    text = _run("espnet_mtsk.bin.avsr_train", "--help").stdout
+    for option in ("--audio_encoder", "--video_encoder", "--compressor", "--llm", "--lora", "--frontend"):
+        assert option in text
+    for choice in ("whisper", "conformer", "avhubert", "avgpool", "stack", "causal_lm", "{ms,ss,mss,None}"):
+        assert choice in text
+
+
+def test_train_then_decode(tmp_path, llm_dir, whisper_dir):
+    rng = np.random.default_rng(0)
+    train = _datadir(tmp_path / "train", SENTENCES[:4], rng)
+    config = {
+        "audio_encoder": "whisper",
+        "audio_encoder_conf": {"model_dir": whisper_dir},
+        "video_encoder": "avhubert",
+        "video_encoder_conf": TINY_VIDEO,
+        "compressor": "stack",
+        "llm_conf": {"model_dir": llm_dir},
+        "lora": "ss",
+        "lora_conf": {"r": 4, "lora_alpha": 8},
+        "model_conf": {"mode": "avsr", "audio_rates": [2, 4], "video_rates": [2], "projector_hidden_size": 32},
+        "freeze_param": ["encoders"],
+        "optim": "adamw",
+        "optim_conf": {"lr": 0.01},
+        "batch_type": "unsorted",
+        "batch_size": 2,
+        "max_epoch": 2,
+        "num_workers": 0,
+        "best_model_criterion": [["valid", "acc", "max"]],
+        "keep_nbest_models": 1,
+    }
+    conf = tmp_path / "train.yaml"
+    conf.write_text(yaml.safe_dump(config))
+    stats = tmp_path / "stats"
+    common = ["--config", conf, "--ngpu", 0, "--use_matplotlib", "false"]
+    _run(
+        "espnet_mtsk.bin.avsr_train", *common, "--collect_stats", "true",
+        *_data_args("--train_data_path_and_name_and_type", train),
+        *_data_args("--valid_data_path_and_name_and_type", train),
+        "--train_shape_file", train / "wav.scp", "--valid_shape_file", train / "wav.scp",
+        "--output_dir", stats,
+    )
+    exp = tmp_path / "exp"
+    _run(
+        "espnet_mtsk.bin.avsr_train", *common,
+        *_data_args("--train_data_path_and_name_and_type", train),
+        *_data_args("--valid_data_path_and_name_and_type", train),
+        "--train_shape_file", stats / "train/speech_shape",
+        "--valid_shape_file", stats / "valid/speech_shape",
+        "--output_dir", exp,
+    )
+    trained = yaml.safe_load((exp / "config.yaml").read_text())
+    assert trained["model_conf"]["mode"] == "avsr"
+    for scale in ("a2_v2", "a4_v2"):
+        out = tmp_path / f"decode_{scale}"
+        _run(
+            "espnet_mtsk.bin.avsr_inference", "--scale", scale,
+            "--asr_train_config", exp / "config.yaml",
+            "--asr_model_file", exp / "valid.acc.best.pth",
+            *_data_args("--data_path_and_name_and_type", train, with_text=False),
+            "--batch_size", 2, "--beam_size", 2, "--max_new_tokens", 8,
+            "--output_dir", out,
+        )
+        hyps = (out / "1best_recog" / "text").read_text().splitlines()
+        assert sorted(h.split()[0] for h in hyps) == [f"utt{i:02d}" for i in range(4)]

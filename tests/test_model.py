@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from conftest import build, make_batch
+
+
+@pytest.fixture(scope="module")
+def avsr(llm_dir, whisper_dir):
+    return build(llm_dir, whisper_dir, mode="avsr", lora="mss")
+
+
+def test_matryoshka_loss_is_the_mean_of_per_scale_losses(avsr):
+    avsr.eval()
+    batch, _ = make_batch(avsr.llm.tokenizer)
+    loss, stats, weight = avsr(**batch)
+    assert avsr.scale_ids == ["a2_v1", "a2_v2", "a4_v1", "a4_v2"]
+    one_by_one = []
+    for scale_id in avsr.scale_ids:
+        scale = avsr.scale(scale_id)
+        encoded = avsr.encode(batch["speech"], batch["speech_lengths"], batch["video"], batch["video_lengths"])
+        avsr.lora.activate(avsr.llm.model, scale_id)
+        alone, _ = avsr.llm(avsr.segments(encoded, scale, {}), batch["text"], batch["text_lengths"])
+        one_by_one.append(alone)
+        assert torch.allclose(stats[f"loss_{scale_id}"], alone, atol=1e-5)
+        assert 0 <= stats[f"acc_{scale_id}"] <= 1
+    assert torch.allclose(loss, torch.stack(one_by_one).mean(), atol=1e-5)
+    assert weight == 2
+
+
+def test_unknown_scale_is_a_clear_error(avsr):
+    batch, _ = make_batch(avsr.llm.tokenizer)
+    with pytest.raises(ValueError, match=r"Unknown scale 'a16_v5'.*a2_v1"):
+        avsr.recognize("a16_v5", batch["speech"], batch["speech_lengths"], batch["video"], batch["video_lengths"])
+    with pytest.raises(ValueError, match="Unknown scale 'a2'"):
+        avsr.recognize("a2", batch["speech"], batch["speech_lengths"])
+
+
+def test_missing_video_is_a_clear_error(avsr):
+    batch, _ = make_batch(avsr.llm.tokenizer)
+    del batch["video"], batch["video_lengths"]
+    with pytest.raises(ValueError, match="needs 'video'"):
+        avsr(**batch)
+
+
+def _tokens(frames, rate, compressor):
+    return -(-frames // rate) if compressor == "avgpool" else max(frames // rate, 1)
+
+
+@pytest.mark.parametrize("compressor", ["avgpool", "stack"])
+def test_training_drives_loss_down_and_every_scale_decodes(llm_dir, whisper_dir, compressor):
+    # A random tiny LLM cannot be steered through LoRA alone: train it whole.
+    model = build(llm_dir, whisper_dir, mode="avsr", lora="none", compressor=compressor)
+    batch, texts = make_batch(model.llm.tokenizer)
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(30):
+        loss = model(**batch)[0]
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0], losses
+    model.eval()
+    for scale_id in model.scale_ids:
+        hyps, num_tokens = model.recognize(
+            scale_id, batch["speech"], batch["speech_lengths"], batch["video"],
+            batch["video_lengths"], beam_size=2, max_new_tokens=16,
+        )
+        assert hyps == texts, (scale_id, hyps)
+        a_rate, v_rate = (r for _, r in model.scale(scale_id).rates)
+        whisper_frames = [max(int(n / 16000 * 50), 25) for n in batch["speech_lengths"].tolist()]
+        expected = [
+            _tokens(a, a_rate, compressor) + _tokens(v, v_rate, compressor)
+            for a, v in zip(whisper_frames, batch["video_lengths"].tolist())
+        ]
+        assert num_tokens.tolist() == expected

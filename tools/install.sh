@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything into tools/venv (the ESPnet convention). Idempotent: each
+# step leaves a stamp and is skipped when its stamp is newer than its inputs.
+set -euo pipefail
+cd "$(dirname "$0")"
+tools=$(pwd)
+root=$(cd .. && pwd)
+python=${PYTHON:-python3.11}
+
+need_apt=()
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+[ -e /usr/lib/x86_64-linux-gnu/libespeak-ng.so.1 ] || ldconfig -p | grep -q libespeak-ng || need_apt+=(libespeak-ng1)
+command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+[ -x venv/bin/python ] || "$python" -m venv venv
+pip="venv/bin/python -m pip"
+
+# torch first, so that nothing below pulls another build of it.
+if [ ! -e torch.done ]; then
+    $pip install -q torch==2.9.1 torchaudio==2.9.1
+    touch torch.done
+fi
+if [ ! -e deps.done ] || [ "$root/setup.py" -nt deps.done ]; then
+    $pip install -q torch==2.9.1 torchaudio==2.9.1 -e "$root[test]"
+    touch deps.done
+fi
+echo "tools/venv ready: $(venv/bin/python -c 'import torch, espnet, transformers, peft; print("torch", torch.__version__, "espnet", espnet.__version__, "transformers", transformers.__version__, "peft", peft.__version__)')"
