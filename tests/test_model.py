@@ -54,7 +54,7 @@ def test_training_drives_loss_down_and_every_scale_decodes(llm_dir, whisper_dir,
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     model.train()
     losses = []
-    for _ in range(30):
+    for _ in range(60):
         loss = model(**batch)[0]
         optim.zero_grad()
         loss.backward()

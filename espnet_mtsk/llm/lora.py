@@ -108,4 +108,3 @@ class NoLoRA(LoRAStrategy):
         pass
 
 
-STRATEGIES: Tuple[type, ...] = (MSLoRA, SSLoRA, MSSLoRA, NoLoRA)
