@@ -32,7 +32,8 @@ class ESPnetMTSKModel(AbsESPnetModel):
     ``recognize`` decodes a batch at one chosen scale.
 
     Args:
-        mode: "asr", "vsr" or "avsr": which modalities the LLM reads.
+        mode: "asr", "vsr" or "avsr": which modalities the LLM reads;
+            "all": the three sets of scales in one model.
         audio_rates / video_rates: compression rates of the Matryoshka set.
         projector_hidden_size: hidden width of every projector's MLP.
     """
@@ -170,16 +171,20 @@ class ESPnetMTSKModel(AbsESPnetModel):
         video_lengths: Optional[torch.Tensor] = None,
         beam_size: int = 15,
         max_new_tokens: int = 32,
+        encoded: Optional[Encoded] = None,
     ) -> Tuple[List[str], torch.Tensor]:
         """Transcribes a batch at one scale of the Matryoshka set.
 
-        Returns the B transcripts and the number of audio-visual tokens (B,)
-        the LLM read for each, which sets the cost of the scale.
+        ``encoded`` (from ``encode``) lets several scales share one encoder
+        pass; without it the inputs are encoded here. Returns the B
+        transcripts and the number of audio-visual tokens (B,) the LLM read
+        for each, which sets the cost of the scale.
         """
         scale = self.scale(scale_id)
-        encoded = self.encode(
-            speech, speech_lengths, video, video_lengths, scale.modalities
-        )
+        if encoded is None:
+            encoded = self.encode(
+                speech, speech_lengths, video, video_lengths, scale.modalities
+            )
         self.lora.activate(self.llm.model, scale.id)
         segments = self.segments(encoded, scale, {})
         texts = self.llm.generate(segments, beam_size, max_new_tokens)

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 MODALITIES = {"a": "audio", "v": "video"}
-MODES = {"asr": ("audio",), "vsr": ("video",), "avsr": ("audio", "video")}
+# "all" trains the ASR, VSR and AVSR scales of one model together, so a
+# single training serves every modality (a recipe can then compare them).
+MODES = {
+    "asr": ("audio",),
+    "vsr": ("video",),
+    "avsr": ("audio", "video"),
+    "all": ("audio", "video"),
+}
 _TOKEN = re.compile(r"^([av])([1-9][0-9]*)$")
 
 
@@ -60,9 +67,18 @@ def parse_scale(scale_id: str) -> Scale:
 def matryoshka_scales(
     mode: str, audio_rates: Sequence[int] = (), video_rates: Sequence[int] = ()
 ) -> List[Scale]:
-    """Every scale trained together: one per rate, the cross product for AVSR."""
+    """Every scale trained together: one per rate, the cross product for AVSR.
+
+    ``all`` is the union of the ASR, VSR and AVSR sets, in that order.
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {sorted(MODES)}, got '{mode}'")
+    if mode == "all":
+        return [
+            scale
+            for sub in ("asr", "vsr", "avsr")
+            for scale in matryoshka_scales(sub, audio_rates, video_rates)
+        ]
     per_modality = {"audio": list(audio_rates), "video": list(video_rates)}
     for modality in MODES[mode]:
         rates = per_modality[modality]

@@ -15,7 +15,12 @@ def test_avsr_set_is_the_full_cross_product():
 
 
 @pytest.mark.parametrize(
-    "mode, ids", [("asr", ["a4", "a16"]), ("vsr", ["v2", "v5"])]
+    "mode, ids",
+    [
+        ("asr", ["a4", "a16"]),
+        ("vsr", ["v2", "v5"]),
+        ("all", ["a4", "a16", "v2", "v5", "a4_v2", "a4_v5", "a16_v2", "a16_v5"]),
+    ],
 )
 def test_single_modality_sets(mode, ids):
     assert [s.id for s in matryoshka_scales(mode, [4, 16], [2, 5])] == ids

@@ -1,10 +1,11 @@
 """Per-utterance checks and text tokenisation before batching."""
 
-from typing import Dict, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 from typeguard import typechecked
 
+from espnet_mtsk.data.augment import NoiseAugmenter
 from espnet_mtsk.llm.causal_lm import load_tokenizer
 
 SAMPLE_RATE = 16000
@@ -20,7 +21,8 @@ class AVSRPreprocessor:
 
     In: ``{"speech": (S,), "video": (T, H, W), "text": str}`` (any subset).
     Out: the same arrays, with ``text`` as int64 ids (L,) of the lower-cased
-    transcript. Errors name the utterance:
+    transcript and, in training with a ``noise_scp``, noise mixed into
+    ``speech``. Errors name the utterance:
     - an empty transcript;
     - audio and video durations (S / 16000 s and T / 25 s) that differ by
       more than ``av_tolerance`` seconds (0.2 s by default: LRS3 clips differ
@@ -29,13 +31,26 @@ class AVSRPreprocessor:
     Args:
         llm_dir: the LLM's HF folder, for its tokenizer.
         av_tolerance: the largest accepted audio/video duration gap (s).
+        noise_scp, noise_snr_range, noise_prob: training-time noise, see
+            ``NoiseAugmenter``.
     """
 
     @typechecked
-    def __init__(self, train: bool, llm_dir: str, av_tolerance: float = 0.2):
+    def __init__(
+        self,
+        train: bool,
+        llm_dir: str,
+        av_tolerance: float = 0.2,
+        noise_scp: Optional[str] = None,
+        noise_snr_range: Sequence[float] = (-5.0, 20.0),
+        noise_prob: float = 0.5,
+    ):
         self.train = train
         self.tokenizer = load_tokenizer(llm_dir)
         self.av_tolerance = av_tolerance
+        self.noise = None
+        if train and noise_scp is not None:
+            self.noise = NoiseAugmenter(noise_scp, noise_snr_range, noise_prob, SAMPLE_RATE)
 
     def __call__(
         self, uid: str, data: Dict[str, Union[str, np.ndarray]]
@@ -56,6 +71,11 @@ class AVSRPreprocessor:
                     f"{uid}: audio lasts {audio_sec:.2f} s but video {video_sec:.2f} s "
                     f"(tolerance {self.av_tolerance} s)"
                 )
+        if self.noise is not None and "speech" in data:
+            # Drawn from numpy's global state, which ESPnet seeds per
+            # data-loader worker, so workers do not repeat each other's noise.
+            rng = np.random.default_rng(np.random.randint(2**31))
+            data["speech"] = self.noise(data["speech"], rng)
         if "text" in data:
             text = data["text"].strip().lower()
             if not text:

@@ -106,5 +106,3 @@ class NoLoRA(LoRAStrategy):
 
     def activate(self, model: torch.nn.Module, scale_id: str) -> None:
         pass
-
-

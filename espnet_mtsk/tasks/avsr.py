@@ -20,7 +20,7 @@ from espnet2.train.class_choices import ClassChoices
 from espnet2.train.trainer import Trainer
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
-from espnet2.utils.types import float_or_none, str2bool
+from espnet2.utils.types import float_or_none, str2bool, str_or_none
 from typeguard import typechecked
 
 import espnet_mtsk.data.video  # noqa: F401  (registers the "video" data type)
@@ -103,7 +103,7 @@ class AVSRTask(AbsTask):
             "--model_conf",
             action=NestedDictAction,
             default=get_default_kwargs(ESPnetMTSKModel),
-            help="mode (asr / vsr / avsr), audio_rates, video_rates, "
+            help="mode (asr / vsr / avsr / all), audio_rates, video_rates, "
             "projector_hidden_size",
         )
         group = parser.add_argument_group(description="Preprocess related")
@@ -118,6 +118,25 @@ class AVSRTask(AbsTask):
             type=float_or_none,
             default=0.2,
             help="Largest accepted gap between audio and video durations (s)",
+        )
+        group.add_argument(
+            "--noise_scp",
+            type=str_or_none,
+            default=None,
+            help="Noise wav list mixed into training audio on the fly",
+        )
+        group.add_argument(
+            "--noise_snr_range",
+            type=float,
+            nargs=2,
+            default=[-5.0, 20.0],
+            help="SNR range (dB) of the training noise",
+        )
+        group.add_argument(
+            "--noise_prob",
+            type=float,
+            default=0.5,
+            help="Probability of adding noise to a training utterance",
         )
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
@@ -138,7 +157,12 @@ class AVSRTask(AbsTask):
         if not args.use_preprocessor:
             return None
         return AVSRPreprocessor(
-            train=train, llm_dir=args.llm_conf["model_dir"], av_tolerance=args.av_tolerance
+            train=train,
+            llm_dir=args.llm_conf["model_dir"],
+            av_tolerance=args.av_tolerance,
+            noise_scp=getattr(args, "noise_scp", None),
+            noise_snr_range=getattr(args, "noise_snr_range", (-5.0, 20.0)),
+            noise_prob=getattr(args, "noise_prob", 0.5),
         )
 
     @classmethod
@@ -156,11 +180,14 @@ class AVSRTask(AbsTask):
         return ("speech", "video")
 
     @classmethod
-    @typechecked
-    def build_model(cls, args: argparse.Namespace) -> ESPnetMTSKModel:
+    def build_encoders(
+        cls, args: argparse.Namespace
+    ) -> Tuple[Optional[AbsFrontend], Dict[str, AbsEncoder]]:
+        """The frontend and the encoders a config names (``audio_encoder`` /
+        ``video_encoder``), also used alone to pre-train the encoders."""
         frontend = None
         input_size = 0
-        if args.frontend is not None:
+        if getattr(args, "frontend", None) is not None:
             frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
             input_size = frontend.output_size()
         encoders = {}
@@ -168,11 +195,17 @@ class AVSRTask(AbsTask):
             (audio_encoder_choices, "audio_encoder"),
             (video_encoder_choices, "video_encoder"),
         ):
-            name = getattr(args, key)
+            name = getattr(args, key, None)
             if name is not None:
                 size = input_size if key == "audio_encoder" else 0
                 conf = getattr(args, f"{key}_conf")
                 encoders[key] = choices.get_class(name)(input_size=size, **conf)
+        return frontend, encoders
+
+    @classmethod
+    @typechecked
+    def build_model(cls, args: argparse.Namespace) -> ESPnetMTSKModel:
+        frontend, encoders = cls.build_encoders(args)
         return ESPnetMTSKModel(
             llm=llm_choices.get_class(args.llm)(**args.llm_conf),
             compressor=compressor_choices.get_class(args.compressor)(

@@ -49,3 +49,39 @@ def test_collate_pads_and_names_an_utterance_without_video():
             ("a", {"speech": np.ones(5, np.float32), "video": np.ones((2, 4, 4), np.float32)}),
             ("b", {"speech": np.ones(3, np.float32)}),
         ])
+
+
+def _noise_scp(tmp_path, rate=16000):
+    import soundfile
+
+    rng = np.random.default_rng(1)
+    soundfile.write(tmp_path / "babble.wav", rng.normal(0, 0.1, 8000).astype(np.float32), rate)
+    scp = tmp_path / "noise.scp"
+    scp.write_text(f"babble {tmp_path / 'babble.wav'}\n")
+    return str(scp)
+
+
+@pytest.mark.parametrize("snr", [-5.0, 0.0, 10.0])
+def test_training_noise_is_mixed_at_the_drawn_snr(llm_dir, tmp_path, snr):
+    pre = AVSRPreprocessor(
+        train=True, llm_dir=llm_dir, noise_scp=_noise_scp(tmp_path),
+        noise_snr_range=(snr, snr), noise_prob=1.0,
+    )
+    t = np.arange(20000) / 16000
+    speech = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    noisy = pre("u1", {"speech": speech.copy()})["speech"]
+    assert noisy.shape == speech.shape
+    noise = noisy - speech
+    measured = 10 * np.log10(np.sum(speech**2) / np.sum(noise**2))
+    assert abs(measured - snr) < 0.1
+
+
+def test_noise_only_in_training_and_at_its_rate(llm_dir, tmp_path):
+    scp = _noise_scp(tmp_path)
+    pre = AVSRPreprocessor(train=False, llm_dir=llm_dir, noise_scp=scp, noise_prob=1.0)
+    speech = np.ones(1000, dtype=np.float32)
+    assert np.array_equal(pre("u1", {"speech": speech.copy()})["speech"], speech)
+    (tmp_path / "low").mkdir()
+    bad = _noise_scp(tmp_path / "low", rate=8000)
+    with pytest.raises(ValueError, match="babble.*8000 Hz, expected 16000"):
+        AVSRPreprocessor(train=True, llm_dir=llm_dir, noise_scp=bad)

@@ -5,6 +5,7 @@
 #   3 format into dump/                      4 filter by length / empty text
 #   5 LLM + tokenizer preparation            6-8 text pre-training of a stand-in
 #                                                LLM (only without --llm_dir)
+#   9 CTC pre-training of stand-in encoders (only with --encoder_pretrain true)
 #   10 collect stats (shape files)           11 training
 #   12 decoding, every test set x scale      13 scoring + RESULTS.md
 #   14 packing (espnet_model_zoo zip)        15 decoding with the unpacked model
@@ -42,6 +43,11 @@ max_wav_duration=16
 llm_dir=""            # a pretrained HF causal LM folder; empty: build a stand-in
 llm_build_opts=""     # options of `llm_prepare build` for the stand-in
 llm_pretrain_opts=""  # options of `llm_prepare train` for the stand-in
+lm_train_text=""      # Kaldi-style text for the stand-in (default: the training transcripts)
+
+# Encoders
+encoder_pretrain=false    # stage 9: pre-train the config's encoders with CTC
+encoder_pretrain_opts=""  # options of espnet_mtsk.bin.encoder_pretrain
 
 # Training / decoding
 asr_tag=""
@@ -70,6 +76,7 @@ if [ -z "${asr_tag}" ]; then
 fi
 asr_exp=${asr_exp:-${expdir}/asr_${asr_tag}}
 llm_out=${llm_dir:-${expdir}/llm}
+lm_train_text=${lm_train_text:-${data_feats}/${train_set}/text}
 inference_tag=decode_$(basename "${inference_config:-default}" .yaml)_$(basename "${inference_model}" .pth)
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ] && ! "${skip_data_prep}"; then
@@ -113,31 +120,55 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
         log "Stage 5: pretrained LLM ${llm_dir}"
         ${python} -c "from espnet_mtsk.llm.causal_lm import load_tokenizer; load_tokenizer('${llm_dir}')"
     else
-        log "Stage 5: stand-in LLM and tokenizer from ${data_feats}/${train_set}/text -> ${llm_out}"
+        log "Stage 5: stand-in LLM and tokenizer from ${lm_train_text} -> ${llm_out}"
         # shellcheck disable=SC2086
-        ${python} -m espnet_mtsk.bin.llm_prepare build --text "${data_feats}/${train_set}/text" \
+        ${python} -m espnet_mtsk.bin.llm_prepare build --text "${lm_train_text}" \
             --out "${llm_out}" ${llm_build_opts}
     fi
 fi
 
 if [ -z "${llm_dir}" ]; then
     if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
-        log "Stage 6: LLM pre-training text: ${data_feats}/${train_set}/text"
+        log "Stage 6: LLM pre-training text: ${lm_train_text}"
         mkdir -p "${expdir}/llm_stats"
-        cut -d' ' -f2- "${data_feats}/${train_set}/text" | wc -lw > "${expdir}/llm_stats/train_text_lines_words"
+        cut -d' ' -f2- "${lm_train_text}" | wc -lw > "${expdir}/llm_stats/train_text_lines_words"
     fi
     if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
         log "Stage 7: LLM pre-training on text"
         # shellcheck disable=SC2086
         ${train_cmd} "${expdir}/llm_stats/pretrain.log" \
             ${python} -m espnet_mtsk.bin.llm_prepare train --llm_dir "${llm_out}" \
-            --text "${data_feats}/${train_set}/text" ${llm_pretrain_opts}
+            --text "${lm_train_text}" ${llm_pretrain_opts}
     fi
     if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
         log "Stage 8: LLM perplexity on ${valid_set}"
         ${python} -m espnet_mtsk.bin.llm_prepare perplexity --llm_dir "${llm_out}" \
             --text "${data_feats}/${valid_set}/text" | tee "${expdir}/llm_stats/perplexity"
     fi
+fi
+
+encoder_dir=${expdir}/encoders
+config_encoders() {
+    # The modalities whose encoder the training config names.
+    ${python} - "${train_config}" <<'PY'
+import sys, yaml
+conf = yaml.safe_load(open(sys.argv[1]))
+print(" ".join(m for m in ("audio", "video") if conf.get(f"{m}_encoder") not in (None, "none")))
+PY
+}
+
+if "${encoder_pretrain}" && [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    for modality in $(config_encoders); do
+        log "Stage 9: CTC pre-training of the ${modality} encoder -> ${encoder_dir}/${modality}.pth"
+        # shellcheck disable=SC2086
+        ${train_cmd} "${encoder_dir}/${modality}.log" \
+            ${python} -m espnet_mtsk.bin.encoder_pretrain --config "${train_config}" \
+            --llm_dir "${llm_out}" --modality "${modality}" \
+            --train_dir "${data_feats}/${train_set}" --valid_dir "${data_feats}/${valid_set}" \
+            --out "${encoder_dir}/${modality}.pth" \
+            ${noise_scp:+--noise_scp ${data_feats}/noise.scp} ${encoder_pretrain_opts}
+        grep "valid greedy WER" "${encoder_dir}/${modality}.log" | tail -n 1
+    done
 fi
 
 data_args() {
@@ -151,6 +182,12 @@ data_args() {
 
 train_opts="--config ${train_config} --llm_conf model_dir=${llm_out}"
 [ -n "${noise_scp}" ] && train_opts+=" --noise_scp ${data_feats}/noise.scp"
+if "${encoder_pretrain}"; then
+    train_opts+=" --init_param"
+    for modality in $(config_encoders); do
+        train_opts+=" ${encoder_dir}/${modality}.pth"
+    done
+fi
 stats_dir=${expdir}/asr_stats_${asr_tag}
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
@@ -192,31 +229,33 @@ PY
 }
 
 decode() {
-    # decode <config> <model> <out_dir>: every test set x scale, split into jobs.
-    local config=$1 model=$2 out=$3 scales dset scale dir _nj
+    # decode <config> <model> <out_dir>: every test set x scale; each job
+    # decodes its share of a test set at all scales (encoders run once).
+    local config=$1 model=$2 out=$3 scales dset scale dir _nj i f
     scales=${inference_scales:-$(model_scales "${config}")}
     local _cmd=${decode_cmd} _ngpu=0
     if "${gpu_inference}"; then _cmd=${cuda_cmd}; _ngpu=1; fi
     for dset in ${test_sets}; do
-        _nj=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${dset}/wav.scp")")
+        _nj=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${dset}/text")")
         mkdir -p "${out}/${dset}/logdir"
         awk -v n="${_nj}" -v d="${out}/${dset}/logdir" '{print > (d "/keys." ((NR - 1) % n + 1) ".scp")}' \
             "${data_feats}/${dset}/text"
+        log "Decoding ${dset} at scales ${scales} -> ${out}/${dset}"
+        # Parallel jobs share the cores: one thread each.
+        # shellcheck disable=SC2046,SC2086
+        OMP_NUM_THREADS=1 ${_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${out}/${dset}/logdir/inference.JOB.log" \
+            ${python} -m espnet_mtsk.bin.avsr_inference --ngpu "${_ngpu}" --scales ${scales} \
+            --asr_train_config "${config}" --asr_model_file "${model}" \
+            $(data_args --data_path_and_name_and_type "${data_feats}/${dset}") \
+            --key_file "${out}/${dset}/logdir/keys.JOB.scp" \
+            --output_dir "${out}/${dset}/logdir/output.JOB" \
+            ${inference_config:+--config ${inference_config}} ${inference_args}
         for scale in ${scales}; do
             dir=${out}/${dset}/${scale}
-            log "Decoding ${dset} at scale ${scale} -> ${dir}"
-            # shellcheck disable=SC2046,SC2086
-            ${_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${dir}/logdir/inference.JOB.log" \
-                ${python} -m espnet_mtsk.bin.avsr_inference --ngpu "${_ngpu}" --scale "${scale}" \
-                --asr_train_config "${config}" --asr_model_file "${model}" \
-                $(data_args --data_path_and_name_and_type "${data_feats}/${dset}") \
-                --key_file "${out}/${dset}/logdir/keys.JOB.scp" \
-                --output_dir "${dir}/logdir/output.JOB" \
-                ${inference_config:+--config ${inference_config}} ${inference_args}
             mkdir -p "${dir}/1best_recog"
             for f in text num_tokens speech_seconds decode_seconds; do
                 for ((i = 1; i <= _nj; i++)); do
-                    cat "${dir}/logdir/output.${i}/1best_recog/${f}"
+                    cat "${out}/${dset}/logdir/output.${i}/${scale}/1best_recog/${f}"
                 done | sort > "${dir}/1best_recog/${f}"
             done
         done

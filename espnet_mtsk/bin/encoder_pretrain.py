@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""Stage 9: pre-train a stand-in audio or video encoder with CTC.
+
+The paper's encoders (Whisper, AV-HuBERT) arrive pretrained and stay frozen.
+Recipes without such weights build the encoder a training config names and
+pre-train it here on the training set with a CTC head over the LLM
+tokenizer's vocabulary; training then loads it (``--init_param``) and
+freezes it, as in the paper. The checkpoint holds the model's own keys
+(``encoders.audio.*``, ``frontend.*``), keeps the epoch with the lowest
+validation WER, and is written atomically.
+"""
+
+import argparse
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import jiwer
+import numpy as np
+import torch
+from espnet2.asr.ctc import CTC
+from espnet2.train.dataset import ESPnetDataset
+
+from espnet_mtsk.data.collate import AVSRCollateFn
+from espnet_mtsk.data.preprocess import AVSRPreprocessor
+from espnet_mtsk.tasks.avsr import AVSRTask
+
+DATA = {"audio": ("wav.scp", "speech", "sound"), "video": ("video.scp", "video", "video")}
+
+
+class CTCPretrainer(torch.nn.Module):
+    """(optional frontend) + encoder + CTC head: inputs (B, T, ...) -> loss."""
+
+    def __init__(self, frontend, encoder, vocab_size: int):
+        super().__init__()
+        self.frontend = frontend
+        self.encoder = encoder
+        self.ctc = CTC(vocab_size, encoder.output_size())
+
+    def encode(self, xs: torch.Tensor, lens: torch.Tensor):
+        if self.frontend is not None:
+            xs, lens = self.frontend(xs, lens)
+        hs, hlens, _ = self.encoder(xs, lens)
+        return hs, hlens
+
+    def forward(self, xs, lens, text, text_lengths) -> torch.Tensor:
+        hs, hlens = self.encode(xs, lens)
+        return self.ctc(hs, hlens, text, text_lengths)
+
+    @torch.no_grad()
+    def greedy(self, xs: torch.Tensor, lens: torch.Tensor) -> List[List[int]]:
+        # Token 0 is CTC's blank; in a sentencepiece vocabulary it is <unk>,
+        # never a target.
+        hs, hlens = self.encode(xs, lens)
+        best = self.ctc.argmax(hs)
+        out = []
+        for seq, n in zip(best.tolist(), hlens.tolist()):
+            collapsed = [t for i, t in enumerate(seq[:n]) if t != 0 and (i == 0 or seq[i - 1] != t)]
+            out.append(collapsed)
+        return out
+
+
+def _loader(data_dir: Path, modality: str, preprocess, batch_size: int, shuffle: bool):
+    fname, name, kind = DATA[modality]
+    dataset = ESPnetDataset(
+        [(str(data_dir / fname), name, kind), (str(data_dir / "text"), "text", "text")],
+        preprocess=preprocess,
+    )
+    keys = list(dataset.loader_dict["text"].keys())
+    collate = AVSRCollateFn()
+
+    def batches(rng: random.Random):
+        order = list(keys)
+        if shuffle:
+            rng.shuffle(order)
+        for i in range(0, len(order), batch_size):
+            yield collate([dataset[k] for k in order[i : i + batch_size]])
+
+    return batches, len(keys)
+
+
+def _wer(model, batches, tokenizer, name: str) -> float:
+    model.eval()
+    refs, hyps = [], []
+    for _, batch in batches(random.Random(0)):
+        for ids, n, hyp in zip(
+            batch["text"].tolist(),
+            batch["text_lengths"].tolist(),
+            model.greedy(batch[name], batch[f"{name}_lengths"]),
+        ):
+            refs.append(tokenizer.decode(ids[:n]))
+            hyps.append(tokenizer.decode(hyp))
+    return jiwer.wer(refs, hyps)
+
+
+def pretrain(args: argparse.Namespace) -> Dict[str, float]:
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    parser = AVSRTask.get_parser()
+    task_args = parser.parse_args(
+        ["--config", args.config, "--llm_conf", f"model_dir={args.llm_dir}"]
+    )
+    frontend, encoders = AVSRTask.build_encoders(task_args)
+    key = f"{args.modality}_encoder"
+    if key not in encoders:
+        raise ValueError(f"{args.config} names no {key}")
+    train_pre = AVSRPreprocessor(
+        train=True,
+        llm_dir=args.llm_dir,
+        noise_scp=args.noise_scp,
+        noise_snr_range=args.noise_snr_range,
+        noise_prob=args.noise_prob,
+    )
+    valid_pre = AVSRPreprocessor(train=False, llm_dir=args.llm_dir)
+    name = DATA[args.modality][1]
+    train_batches, n_train = _loader(args.train_dir, args.modality, train_pre, args.batch_size, True)
+    valid_batches, _ = _loader(args.valid_dir, args.modality, valid_pre, args.batch_size, False)
+    model = CTCPretrainer(
+        frontend if args.modality == "audio" else None, encoders[key], len(train_pre.tokenizer)
+    )
+    optim = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    steps = args.epochs * math.ceil(n_train / args.batch_size)
+    warmup = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim,
+        lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))),
+    )
+    rng = random.Random(args.seed)
+    best = {"wer": math.inf}
+    prefix = {"frontend": "frontend.", "encoder": f"encoders.{args.modality}."}
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        start, total, count = time.perf_counter(), 0.0, 0
+        for _, batch in train_batches(rng):
+            loss = model(batch[name], batch[f"{name}_lengths"], batch["text"], batch["text_lengths"])
+            optim.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optim.step()
+            sched.step()
+            total, count = total + loss.item(), count + 1
+        wer = _wer(model, valid_batches, train_pre.tokenizer, name)
+        logging.info(
+            f"{args.modality} epoch {epoch}: train ctc {total / count:.3f}, "
+            f"valid greedy WER {100 * wer:.1f} % ({time.perf_counter() - start:.0f} s)"
+        )
+        if wer < best["wer"]:
+            best = {"wer": wer, "epoch": epoch}
+            state = {
+                prefix[part] + k: v.detach().clone()
+                for part in ("frontend", "encoder")
+                if getattr(model, part) is not None
+                for k, v in getattr(model, part).state_dict().items()
+            }
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.out.with_name(args.out.name + ".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, args.out)
+    logging.info(f"{args.out}: epoch {best['epoch']}, valid greedy WER {100 * best['wer']:.1f} %")
+    return best
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="the training config naming the encoder")
+    parser.add_argument("--llm_dir", required=True, help="LLM folder, for its tokenizer")
+    parser.add_argument("--modality", choices=sorted(DATA), required=True)
+    parser.add_argument("--train_dir", type=Path, required=True)
+    parser.add_argument("--valid_dir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--noise_scp", default=None, help="noise for the audio, as in training")
+    parser.add_argument("--noise_snr_range", type=float, nargs=2, default=[-5.0, 20.0])
+    parser.add_argument("--noise_prob", type=float, default=0.5)
+    return parser
+
+
+def main(cmd=None):
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s: %(message)s")
+    pretrain(get_parser().parse_args(cmd))
+
+
+if __name__ == "__main__":
+    main()
