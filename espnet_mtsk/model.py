@@ -12,6 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.layers.abs_normalize import AbsNormalize
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from typeguard import typechecked
 
@@ -22,6 +23,21 @@ from espnet_mtsk.projector import ProjectorBank
 from espnet_mtsk.scales import MODES, Scale, matryoshka_scales, parse_scale, projector_keys
 
 Encoded = Dict[str, Tuple[torch.Tensor, torch.Tensor]]
+
+
+def audio_features(
+    frontend: Optional[AbsFrontend],
+    normalize: Optional[AbsNormalize],
+    speech: torch.Tensor,
+    lengths: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Waveforms (B, S) -> the audio encoder's input (B, T, F), as ESPnet's
+    ASR model does: frontend, then normalisation (each optional)."""
+    if frontend is not None:
+        speech, lengths = frontend(speech, lengths)
+    if normalize is not None:
+        speech, lengths = normalize(speech, lengths)
+    return speech, lengths
 
 
 class ESPnetMTSKModel(AbsESPnetModel):
@@ -47,6 +63,7 @@ class ESPnetMTSKModel(AbsESPnetModel):
         audio_encoder: Optional[AbsEncoder] = None,
         video_encoder: Optional[AbsEncoder] = None,
         frontend: Optional[AbsFrontend] = None,
+        normalize: Optional[AbsNormalize] = None,
         mode: str = "avsr",
         audio_rates: Sequence[int] = (4, 16),
         video_rates: Sequence[int] = (2, 5),
@@ -62,6 +79,7 @@ class ESPnetMTSKModel(AbsESPnetModel):
                     raise ValueError(f"mode '{mode}' needs a {modality}_encoder")
                 self.encoders[modality] = encoder
         self.frontend = frontend
+        self.normalize = normalize
         self.compressor = compressor
         self.llm = llm
         sizes = {
@@ -108,8 +126,8 @@ class ESPnetMTSKModel(AbsESPnetModel):
                 raise ValueError(
                     f"mode '{self.mode}' needs '{data_name[modality]}' in the batch"
                 )
-            if modality == "audio" and self.frontend is not None:
-                xs, lens = self.frontend(xs, lens)
+            if modality == "audio":
+                xs, lens = audio_features(self.frontend, self.normalize, xs, lens)
             frozen = not any(p.requires_grad for p in encoder.parameters())
             if frozen:
                 # A frozen encoder keeps its normalisation statistics too.

@@ -110,3 +110,23 @@ def test_train_then_decode(tmp_path, llm_dir, whisper_dir):
         )
         hyps = (out / "1best_recog" / "text").read_text().splitlines()
         assert sorted(h.split()[0] for h in hyps) == [f"utt{i:02d}" for i in range(4)]
+    # Several scales in one run share the encoder pass and give the same
+    # transcripts as one run per scale.
+    both = tmp_path / "decode_both"
+    _run(
+        "espnet_mtsk.bin.avsr_inference", "--scales", "a2_v2", "a4_v2",
+        "--asr_train_config", exp / "config.yaml",
+        "--asr_model_file", exp / "valid.acc.best.pth",
+        *_data_args("--data_path_and_name_and_type", train, with_text=False),
+        "--batch_size", 2, "--beam_size", 2, "--max_new_tokens", 8,
+        "--output_dir", both,
+    )
+    for scale in ("a2_v2", "a4_v2"):
+        for name in ("text", "num_tokens"):
+            alone = (tmp_path / f"decode_{scale}" / "1best_recog" / name).read_text()
+            assert (both / scale / "1best_recog" / name).read_text() == alone
+    tokens = {
+        scale: [int(line.split()[1]) for line in (both / scale / "1best_recog/num_tokens").read_text().splitlines()]
+        for scale in ("a2_v2", "a4_v2")
+    }
+    assert all(a > b for a, b in zip(tokens["a2_v2"], tokens["a4_v2"]))

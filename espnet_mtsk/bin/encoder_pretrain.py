@@ -17,7 +17,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 import jiwer
 import numpy as np
@@ -27,23 +27,25 @@ from espnet2.train.dataset import ESPnetDataset
 
 from espnet_mtsk.data.collate import AVSRCollateFn
 from espnet_mtsk.data.preprocess import AVSRPreprocessor
+from espnet_mtsk.model import audio_features
 from espnet_mtsk.tasks.avsr import AVSRTask
 
 DATA = {"audio": ("wav.scp", "speech", "sound"), "video": ("video.scp", "video", "video")}
 
 
 class CTCPretrainer(torch.nn.Module):
-    """(optional frontend) + encoder + CTC head: inputs (B, T, ...) -> loss."""
+    """(audio front end) + encoder + CTC head: inputs (B, T, ...) -> loss."""
 
-    def __init__(self, frontend, encoder, vocab_size: int):
+    def __init__(self, encoder, vocab_size: int, frontend=None, normalize=None):
         super().__init__()
         self.frontend = frontend
+        self.normalize = normalize
         self.encoder = encoder
         self.ctc = CTC(vocab_size, encoder.output_size())
 
     def encode(self, xs: torch.Tensor, lens: torch.Tensor):
-        if self.frontend is not None:
-            xs, lens = self.frontend(xs, lens)
+        if self.frontend is not None or self.normalize is not None:
+            xs, lens = audio_features(self.frontend, self.normalize, xs, lens)
         hs, hlens, _ = self.encoder(xs, lens)
         return hs, hlens
 
@@ -97,16 +99,18 @@ def _wer(model, batches, tokenizer, name: str) -> float:
     return jiwer.wer(refs, hyps)
 
 
-def pretrain(args: argparse.Namespace) -> Dict[str, float]:
+def pretrain(args: argparse.Namespace) -> Dict[str, Any]:
+    """Trains, keeps the best epoch in ``args.out``; returns ``epoch`` and
+    ``wer`` of that epoch and ``train_loss``, the mean CTC loss per epoch."""
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     parser = AVSRTask.get_parser()
     task_args = parser.parse_args(
         ["--config", args.config, "--llm_conf", f"model_dir={args.llm_dir}"]
     )
-    frontend, encoders = AVSRTask.build_encoders(task_args)
+    parts = AVSRTask.build_encoders(task_args)
     key = f"{args.modality}_encoder"
-    if key not in encoders:
+    if key not in parts:
         raise ValueError(f"{args.config} names no {key}")
     train_pre = AVSRPreprocessor(
         train=True,
@@ -119,9 +123,8 @@ def pretrain(args: argparse.Namespace) -> Dict[str, float]:
     name = DATA[args.modality][1]
     train_batches, n_train = _loader(args.train_dir, args.modality, train_pre, args.batch_size, True)
     valid_batches, _ = _loader(args.valid_dir, args.modality, valid_pre, args.batch_size, False)
-    model = CTCPretrainer(
-        frontend if args.modality == "audio" else None, encoders[key], len(train_pre.tokenizer)
-    )
+    front = {k: parts.get(k) for k in ("frontend", "normalize")} if args.modality == "audio" else {}
+    model = CTCPretrainer(parts[key], len(train_pre.tokenizer), **front)
     optim = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * math.ceil(n_train / args.batch_size)
     warmup = max(1, steps // 10)
@@ -130,8 +133,12 @@ def pretrain(args: argparse.Namespace) -> Dict[str, float]:
         lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))),
     )
     rng = random.Random(args.seed)
-    best = {"wer": math.inf}
-    prefix = {"frontend": "frontend.", "encoder": f"encoders.{args.modality}."}
+    best: Dict[str, Any] = {"wer": math.inf, "train_loss": []}
+    prefix = {
+        "frontend": "frontend.",
+        "normalize": "normalize.",
+        "encoder": f"encoders.{args.modality}.",
+    }
     for epoch in range(1, args.epochs + 1):
         model.train()
         start, total, count = time.perf_counter(), 0.0, 0
@@ -143,16 +150,17 @@ def pretrain(args: argparse.Namespace) -> Dict[str, float]:
             optim.step()
             sched.step()
             total, count = total + loss.item(), count + 1
+        best["train_loss"].append(total / count)
         wer = _wer(model, valid_batches, train_pre.tokenizer, name)
         logging.info(
             f"{args.modality} epoch {epoch}: train ctc {total / count:.3f}, "
             f"valid greedy WER {100 * wer:.1f} % ({time.perf_counter() - start:.0f} s)"
         )
         if wer < best["wer"]:
-            best = {"wer": wer, "epoch": epoch}
+            best.update(wer=wer, epoch=epoch)
             state = {
                 prefix[part] + k: v.detach().clone()
-                for part in ("frontend", "encoder")
+                for part in prefix
                 if getattr(model, part) is not None
                 for k, v in getattr(model, part).state_dict().items()
             }

@@ -39,18 +39,36 @@ def _encode(tokenizer, lines: List[str]):
     )
 
 
-def _batches(tokenizer, lines: List[str], batch_size: int, rng: random.Random):
+def _batches(
+    tokenizer, lines: List[str], batch_size: int, rng: random.Random, repeat_prob: float
+):
+    # Real LLMs copy from their context (induction heads), which is how they
+    # come to read a prefix of projected audio-visual tokens. A stand-in
+    # trained on lone sentences never needs to copy and then learns to read
+    # that prefix many times more slowly; sentences that repeat within an
+    # example teach it to copy.
     while True:
         rng.shuffle(lines)
         for i in range(0, len(lines) - batch_size + 1, batch_size):
-            yield _encode(tokenizer, lines[i : i + batch_size])
+            chunk = lines[i : i + batch_size]
+            yield _encode(
+                tokenizer, [f"{t} {t}" if rng.random() < repeat_prob else t for t in chunk]
+            )
 
 
 def _labels(batch) -> torch.Tensor:
     return batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
 
 
-def train(llm_dir: Path, text: Path, steps: int, lr: float, batch_size: int, seed: int):
+def train(
+    llm_dir: Path,
+    text: Path,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    repeat_prob: float = 0.5,
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(seed)
@@ -60,7 +78,7 @@ def train(llm_dir: Path, text: Path, steps: int, lr: float, batch_size: int, see
     model.train()
     optim = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=lr, total_steps=steps, pct_start=0.1)
-    batches = _batches(tokenizer, _lines(text), batch_size, random.Random(seed))
+    batches = _batches(tokenizer, _lines(text), batch_size, random.Random(seed), repeat_prob)
     for step in range(1, steps + 1):
         batch = next(batches)
         loss = model(**batch, labels=_labels(batch)).loss
@@ -113,6 +131,10 @@ def main(cmd=None):
     t.add_argument("--steps", type=int, default=300)
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--batch_size", type=int, default=32)
+    t.add_argument(
+        "--repeat_prob", type=float, default=0.5,
+        help="share of examples whose sentence is said twice (teaches copying)",
+    )
     p = sub.add_parser("perplexity")
     p.add_argument("--llm_dir", type=Path, required=True)
     p.add_argument("--text", type=Path, required=True)
@@ -127,7 +149,10 @@ def main(cmd=None):
             args.num_layers, args.num_heads, args.seed,
         )
     elif args.command == "train":
-        train(args.llm_dir, args.text, args.steps, args.lr, args.batch_size, args.seed)
+        train(
+            args.llm_dir, args.text, args.steps, args.lr, args.batch_size, args.seed,
+            args.repeat_prob,
+        )
     else:
         print(f"perplexity {perplexity(args.llm_dir, args.text):.3f}")
 

@@ -11,7 +11,7 @@ research code states the rank as hidden_size / 32 (64 for Llama 3.2-1B's
 for 1B reproduces it (``conf/`` does so).
 """
 
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import torch
 from typeguard import typechecked

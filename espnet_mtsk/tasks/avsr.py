@@ -15,6 +15,8 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.asr.frontend.default import DefaultFrontend
+from espnet2.layers.abs_normalize import AbsNormalize
+from espnet2.layers.utterance_mvn import UtteranceMVN
 from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.trainer import Trainer
@@ -38,6 +40,13 @@ frontend_choices = ClassChoices(
     name="frontend",
     classes=dict(default=DefaultFrontend),
     type_check=AbsFrontend,
+    default=None,
+    optional=True,
+)
+normalize_choices = ClassChoices(
+    name="normalize",
+    classes=dict(utterance_mvn=UtteranceMVN),
+    type_check=AbsNormalize,
     default=None,
     optional=True,
 )
@@ -88,6 +97,7 @@ class AVSRTask(AbsTask):
     num_optimizers: int = 1
     class_choices_list = [
         frontend_choices,
+        normalize_choices,
         audio_encoder_choices,
         video_encoder_choices,
         compressor_choices,
@@ -180,17 +190,19 @@ class AVSRTask(AbsTask):
         return ("speech", "video")
 
     @classmethod
-    def build_encoders(
-        cls, args: argparse.Namespace
-    ) -> Tuple[Optional[AbsFrontend], Dict[str, AbsEncoder]]:
-        """The frontend and the encoders a config names (``audio_encoder`` /
-        ``video_encoder``), also used alone to pre-train the encoders."""
-        frontend = None
+    def build_encoders(cls, args: argparse.Namespace) -> Dict[str, torch.nn.Module]:
+        """The audio front end (``frontend``, ``normalize``) and the encoders
+        (``audio_encoder``, ``video_encoder``) a config names, keyed by those
+        names; also used alone to pre-train the encoders."""
+        parts: Dict[str, torch.nn.Module] = {}
         input_size = 0
         if getattr(args, "frontend", None) is not None:
-            frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
-            input_size = frontend.output_size()
-        encoders = {}
+            parts["frontend"] = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
+            input_size = parts["frontend"].output_size()
+        if _none(getattr(args, "normalize", None)) is not None:
+            parts["normalize"] = normalize_choices.get_class(args.normalize)(
+                **args.normalize_conf
+            )
         for choices, key in (
             (audio_encoder_choices, "audio_encoder"),
             (video_encoder_choices, "video_encoder"),
@@ -199,21 +211,20 @@ class AVSRTask(AbsTask):
             if name is not None:
                 size = input_size if key == "audio_encoder" else 0
                 conf = getattr(args, f"{key}_conf")
-                encoders[key] = choices.get_class(name)(input_size=size, **conf)
-        return frontend, encoders
+                parts[key] = choices.get_class(name)(input_size=size, **conf)
+        return parts
 
     @classmethod
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> ESPnetMTSKModel:
-        frontend, encoders = cls.build_encoders(args)
+        parts = cls.build_encoders(args)
         return ESPnetMTSKModel(
             llm=llm_choices.get_class(args.llm)(**args.llm_conf),
             compressor=compressor_choices.get_class(args.compressor)(
                 **args.compressor_conf
             ),
             lora=(lora_choices.get_class(_none(args.lora)) or NoLoRA)(**args.lora_conf),
-            frontend=frontend,
-            **encoders,
+            **parts,
             **args.model_conf,
         )
 

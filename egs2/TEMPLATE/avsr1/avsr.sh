@@ -57,7 +57,7 @@ asr_args=""
 inference_config=""
 inference_args=""
 inference_scales=""   # default: every scale the model was trained on
-inference_model=valid.acc.best.pth
+inference_model=valid.acc.ave.pth  # average of the best checkpoints (keep_nbest_models), as the paper averages
 packed_model=""
 
 help_message="Usage: $0 --train_set <name> --valid_set <name> --test_sets '<names>' --train_config <yaml> [options]
@@ -158,15 +158,22 @@ PY
 }
 
 if "${encoder_pretrain}" && [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    # The encoders are independent: one job each, in parallel, one thread
+    # each (small convolutions use a second thread poorly).
+    pids=()
     for modality in $(config_encoders); do
         log "Stage 9: CTC pre-training of the ${modality} encoder -> ${encoder_dir}/${modality}.pth"
         # shellcheck disable=SC2086
-        ${train_cmd} "${encoder_dir}/${modality}.log" \
+        OMP_NUM_THREADS=1 ${train_cmd} "${encoder_dir}/${modality}.log" \
             ${python} -m espnet_mtsk.bin.encoder_pretrain --config "${train_config}" \
             --llm_dir "${llm_out}" --modality "${modality}" \
             --train_dir "${data_feats}/${train_set}" --valid_dir "${data_feats}/${valid_set}" \
             --out "${encoder_dir}/${modality}.pth" \
-            ${noise_scp:+--noise_scp ${data_feats}/noise.scp} ${encoder_pretrain_opts}
+            ${noise_scp:+--noise_scp ${data_feats}/noise.scp} ${encoder_pretrain_opts} &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "${pid}"; done
+    for modality in $(config_encoders); do
         grep "valid greedy WER" "${encoder_dir}/${modality}.log" | tail -n 1
     done
 fi

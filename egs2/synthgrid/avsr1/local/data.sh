@@ -5,10 +5,15 @@
 set -euo pipefail
 seed=0
 nj=2
-snrs="-5 0 5 10"
-lm_sentences=20000      # text-only sentences for the stand-in LLM
-prepare_opts=""         # sizes etc. of espnet_mtsk.data.synthgrid.prepare
-help_message="Usage: $0 [--seed 0] [--nj 2] [--snrs '-5 0 5 10'] [--lm_sentences N] [--prepare_opts '...']"
+train_speakers=12
+dev_speakers=2
+test_speakers=4
+utts_per_speaker=100       # training utterances per speaker
+test_utts_per_speaker=25   # dev and test utterances per speaker
+snrs="-5 0 5 10"           # babble SNRs (dB) of the noisy test copies
+video_size=32              # mouth ROI side in pixels (LRS3 crops are 88)
+lm_sentences=20000         # text-only sentences for the stand-in LLM
+help_message="Usage: $0 [--nj 2] [--seed 0] [--train_speakers 12] [--utts_per_speaker 100] ... (see the variables at the top)"
 
 . ./path.sh
 . ./db.sh
@@ -16,4 +21,8 @@ help_message="Usage: $0 [--seed 0] [--nj 2] [--snrs '-5 0 5 10'] [--lm_sentences
 
 # shellcheck disable=SC2086
 python3 -m espnet_mtsk.data.synthgrid.prepare --db_dir "${SYNTHGRID}" --data_dir data \
-    --seed "${seed}" --nj "${nj}" --snrs ${snrs} --lm_sentences "${lm_sentences}" ${prepare_opts}
+    --seed "${seed}" --nj "${nj}" --train_speakers "${train_speakers}" \
+    --dev_speakers "${dev_speakers}" --test_speakers "${test_speakers}" \
+    --utts_per_speaker "${utts_per_speaker}" --test_utts_per_speaker "${test_utts_per_speaker}" \
+    --snrs ${snrs} --video_size "${video_size}"
+python3 -m espnet_mtsk.data.synthgrid.lm_text --out data/lm_text --n "${lm_sentences}" --seed "${seed}"

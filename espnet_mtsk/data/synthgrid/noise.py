@@ -1,0 +1,73 @@
+"""Babble noise from synthetic talkers, and mixing at a chosen SNR."""
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+from espnet_mtsk.data.synthgrid.grammar import random_sentence
+from espnet_mtsk.data.synthgrid.speakers import Speaker
+
+SAMPLE_RATE = 16000
+BABBLE_RMS = 0.05  # about -26 dBFS
+
+
+def babble(
+    talkers: Sequence[Speaker], seconds: float, rng: np.random.Generator, n_talkers: int = 6
+) -> np.ndarray:
+    """Overlapping GRID sentences of several talkers -> babble.
+
+    Each of ``n_talkers`` streams is one talker (drawn from ``talkers``,
+    without repeats while enough are left) saying random sentences with
+    short pauses, starting at a random point; the streams are summed at
+    equal level and scaled to RMS :data:`BABBLE_RMS`.
+
+    Returns:
+        float32 (round(seconds * 16000),).
+    """
+    n_samples = int(round(seconds * SAMPLE_RATE))
+    replace = n_talkers > len(talkers)
+    mix = np.zeros(n_samples, np.float32)
+    for index in rng.choice(len(talkers), n_talkers, replace=replace):
+        parts, length = [], 0
+        lead_in = int(rng.integers(SAMPLE_RATE))  # so that streams do not start together
+        while length < n_samples + lead_in:
+            wave, _ = talkers[index].speak(random_sentence(rng), int(rng.integers(2**31)))
+            wave = wave / (np.sqrt(np.mean(wave**2)) + 1e-9)
+            pause = np.zeros(int(rng.uniform(0.05, 0.3) * SAMPLE_RATE), np.float32)
+            parts += [wave, pause]
+            length += len(wave) + len(pause)
+        mix += np.concatenate(parts)[lead_in : lead_in + n_samples]
+    return (mix * BABBLE_RMS / (np.sqrt(np.mean(mix**2)) + 1e-9)).astype(np.float32)
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Adds noise to speech at an SNR measured over the whole utterance.
+
+    Args:
+        speech: float32 (S,).
+        noise: float32 (N,), any length: a stretch of S samples is taken
+            from a random offset, wrapping around when N < S.
+        snr_db: 10 log10(speech energy / scaled noise energy).
+        rng: draws the offset.
+
+    Returns:
+        float32 (S,): speech + scaled noise. Where that would clip, the
+        whole mixture is scaled down, which leaves the SNR as it is.
+    """
+    offset = int(rng.integers(len(noise)))
+    segment = noise[(offset + np.arange(len(speech))) % len(noise)]
+    mixed = AF.add_noise(
+        torch.from_numpy(speech.astype(np.float32))[None],
+        torch.from_numpy(segment.astype(np.float32))[None],
+        torch.tensor([float(snr_db)]),
+    )[0].numpy()
+    peak = np.abs(mixed).max()
+    return mixed * (0.99 / peak) if peak > 0.99 else mixed
+
+
+def measure_snr(speech: np.ndarray, mixture: np.ndarray) -> float:
+    """SNR in dB of ``mixture`` = speech + noise, given the clean speech."""
+    noise = mixture.astype(np.float64) - speech
+    return float(10 * np.log10(np.sum(speech.astype(np.float64) ** 2) / np.sum(noise**2)))

@@ -1,0 +1,199 @@
+"""SynthGRID: espeak timings, rendering, mixing, and the generated corpus."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from espnet_mtsk.data.synthgrid import grammar
+from espnet_mtsk.data.synthgrid.espeak import get_synthesizer
+from espnet_mtsk.data.synthgrid.files import from_pcm16, read_wav
+from espnet_mtsk.data.synthgrid.noise import measure_snr, mix_at_snr
+from espnet_mtsk.data.synthgrid.prepare import main, prepare
+from espnet_mtsk.data.synthgrid.render import (
+    TARGETS,
+    VISEMES,
+    draw_mouth,
+    random_appearance,
+    render_video,
+    visemes_of,
+)
+from espnet_mtsk.data.synthgrid.speakers import draw_speakers
+
+TINY = dict(
+    train_speakers=2,
+    dev_speakers=1,
+    test_speakers=1,
+    noise_speakers=2,
+    utts_per_speaker=3,
+    test_utts_per_speaker=2,
+    babble_files=1,
+    test_babble_files=1,
+    babble_seconds=3.0,
+)
+DATA_DIRS = ["train", "dev", "test_clean", "test_snr-5", "test_snr0", "test_snr5", "test_snr10"]
+DATA_FILES = ["wav.scp", "video.scp", "text", "utt2spk", "spk2utt"]
+
+
+def _build(root: Path, seed=0, nj=1, **sizes):
+    groups = prepare(str(root / "db"), str(root / "data"), seed=seed, nj=nj, **{**TINY, **sizes})
+    return root, groups
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return _build(tmp_path_factory.mktemp("seed0_nj1"))
+
+
+def _read_table(path: Path) -> dict:
+    rows = [line.split(maxsplit=1) for line in path.read_text().splitlines()]
+    return {key: value for key, value in rows}
+
+
+def _files(db: Path) -> dict:
+    return {str(p.relative_to(db)): p.read_bytes() for p in sorted(db.rglob("*")) if p.is_file()}
+
+
+def _data_texts(root: Path) -> dict:
+    data = root / "data"
+    return {
+        str(p.relative_to(data)): p.read_text().replace(str(root / "db"), "DB")
+        for p in sorted(data.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_deterministic_for_a_seed_and_independent_of_nj(corpus, tmp_path):
+    root, _ = corpus
+    again, _ = _build(tmp_path / "seed0_nj2", nj=2)
+    assert _files(root / "db") == _files(again / "db")
+    assert _data_texts(root) == _data_texts(again)
+
+    other, _ = _build(tmp_path / "seed1", seed=1, utts_per_speaker=1, test_utts_per_speaker=1)
+    wav = "wav/clean/s01/s01_0001.wav"
+    assert (root / "db" / wav).read_bytes() != (other / "db" / wav).read_bytes()
+    assert _read_table(root / "data/train/text") != _read_table(other / "data/train/text")
+
+
+def test_speakers_are_disjoint(corpus):
+    _, groups = corpus
+    for seed in range(3):
+        groups_default = draw_speakers(seed, {"train": 12, "dev": 2, "test": 4, "noise": 12})
+        for gs in (groups, groups_default):
+            pairs = [(s.voice, s.variant) for members in gs.values() for s in members]
+            assert len(pairs) == len(set(pairs))
+    root, _ = corpus
+    speakers = {d: set(_read_table(root / "data" / d / "utt2spk").values()) for d in ["train", "dev", "test_clean"]}
+    assert not speakers["train"] & speakers["dev"] and not speakers["train"] & speakers["test_clean"]
+    assert not speakers["dev"] & speakers["test_clean"]
+
+
+def test_data_dirs_are_consistent_and_av_lengths_agree(corpus):
+    root, _ = corpus
+    data = root / "data"
+    for name in DATA_DIRS:
+        tables = {f: (data / name / f).read_text().splitlines() for f in DATA_FILES}
+        ids = [line.split()[0] for line in tables["wav.scp"]]
+        assert ids == sorted(ids) and len(ids) == len(set(ids)) > 0
+        for f in ["video.scp", "text", "utt2spk"]:
+            assert [line.split()[0] for line in tables[f]] == ids, (name, f)
+        utt2spk = _read_table(data / name / "utt2spk")
+        assert all(utt.startswith(spk + "_") for utt, spk in utt2spk.items())
+        spk2utt = {line.split()[0]: line.split()[1:] for line in tables["spk2utt"]}
+        assert sorted(u for us in spk2utt.values() for u in us) == ids
+        for utt, text in _read_table(data / name / "text").items():
+            words = text.split()
+            assert len(words) == 6 and all(w in slot for w, slot in zip(words, grammar.SLOTS)), text
+    test_clean = {f: (data / "test_clean" / f).read_text() for f in DATA_FILES if f != "wav.scp"}
+    for name in DATA_DIRS[3:]:
+        assert {f: (data / name / f).read_text() for f in test_clean} == test_clean
+        assert (data / name / "wav.scp").read_text() != (data / "test_clean" / "wav.scp").read_text()
+    for name in DATA_DIRS:
+        videos = _read_table(data / name / "video.scp")
+        for utt, wav in _read_table(data / name / "wav.scp").items():
+            n_samples = len(read_wav(wav))
+            frames = np.load(videos[utt])
+            assert frames.dtype == np.uint8 and frames.shape[1:] == (32, 32)
+            assert abs(len(frames) / 25 - n_samples / 16000) <= 0.04, utt
+    noise = _read_table(data / "noise" / "wav.scp")
+    assert len(noise) == TINY["babble_files"]
+    assert all(os.path.exists(p) and "noise/train" in p for p in noise.values())
+
+
+def test_phoneme_events_increase_within_the_audio():
+    synth = get_synthesizer()
+    for voice, words in [
+        ("en-us+m3", ("bin", "blue", "at", "a", "two", "now")),
+        ("en-gb-scotland+f2", ("place", "white", "with", "q", "nine", "soon")),
+    ]:
+        wave, phonemes = synth.synthesize(grammar.espeak_text(words), voice, rate=180)
+        starts = [t for _, t in phonemes]
+        assert len(phonemes) >= 12
+        assert starts[0] >= 0 and all(a < b for a, b in zip(starts, starts[1:]))
+        assert starts[-1] <= len(wave) / 16000
+    # The letter "a" is said as its name /eI/, not as the article /@/.
+    _, phonemes = synth.synthesize(grammar.espeak_text(("set", "red", "by", "a", "one", "again")), "en-us")
+    names = [p for p, _ in phonemes]
+    assert names[names.index("aI") + 1] == "eI"  # "by" then "a"
+
+
+def _centre_darkness(video):
+    h, w = video.shape[1:]
+    return 255 - video[:, h // 2 - 4 : h // 2 + 4, w // 2 - 4 : w // 2 + 4].astype(float).mean()
+
+
+def test_visemes_are_distinguishable_in_frames():
+    look = random_appearance(np.random.default_rng(0))
+
+    def video(phoneme, seed=0):
+        return render_video([(phoneme, 0.0)], 10, look, np.random.default_rng(seed))
+
+    assert _centre_darkness(video("a")) > _centre_darkness(video("m")) + 40  # open vowel vs closure
+    assert visemes_of("p") == visemes_of("b") == visemes_of("m") == (VISEMES.index("bilabial"),)
+    assert np.array_equal(video("p"), video("b")) and np.array_equal(video("b"), video("m"))
+    # Other seeds change only the jitter and pixel noise.
+    assert np.abs(video("m", seed=0).astype(float) - video("m", seed=1)).mean() < 6
+    assert _centre_darkness(video("f")) < _centre_darkness(video("m")) - 5  # upper teeth show
+
+    # Every class draws differently (noise-free, mean over the frame).
+    frames = draw_mouth(TARGETS, look, 32, np.zeros((len(VISEMES), 2)))
+    gaps = np.abs(frames[:, None] - frames[None]).mean(axis=(2, 3))
+    assert gaps[~np.eye(len(VISEMES), dtype=bool)].min() > 0.5
+
+
+def test_mixed_audio_snr_matches_request(corpus):
+    root, _ = corpus
+    data = root / "data"
+    clean = {u: from_pcm16(read_wav(p)) for u, p in _read_table(data / "test_clean" / "wav.scp").items()}
+    babble = from_pcm16(read_wav(str(next((root / "db" / "noise" / "test").glob("*.wav")))))
+    speech = next(iter(clean.values()))
+    for snr in (-5, 0, 5, 10):
+        mixed = mix_at_snr(speech, babble, snr, np.random.default_rng(snr + 5))
+        assert abs(measure_snr(speech, mixed) - snr) < 0.5
+        for utt, wav in _read_table(data / f"test_snr{snr}" / "wav.scp").items():
+            assert abs(measure_snr(clean[utt], from_pcm16(read_wav(wav))) - snr) < 0.5, (utt, snr)
+
+
+def test_rerun_skips_existing_files_and_leaves_no_temp_files(tmp_path):
+    argv = ["--db_dir", str(tmp_path / "db"), "--data_dir", str(tmp_path / "data"), "--snrs", "0"]
+    argv += [x for k, v in TINY.items() for x in (f"--{k}", str(v))]
+    main(argv)
+    db = tmp_path / "db"
+    stamps = {p: p.stat().st_mtime_ns for p in db.rglob("*") if p.is_file()}
+    contents = _files(db)
+    main(argv)
+    assert {p: p.stat().st_mtime_ns for p in db.rglob("*") if p.is_file() and p.name != "speakers.tsv"} == {
+        p: t for p, t in stamps.items() if p.name != "speakers.tsv"
+    }
+
+    # An interrupted run: a file missing and a stale temp file left behind.
+    (db / "video" / "s04" / "s04_0001.npy").unlink()
+    (db / "wav" / "snr0" / "s04" / "s04_0002.wav").unlink()
+    (db / "wav" / "clean" / "s01" / "tmpabcd1234.wav").write_bytes(b"half")
+    main(argv)
+    assert _files(db) == contents
+    assert not [p for p in tmp_path.rglob("tmp*")]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["dev", "noise", "test_clean", "test_snr0", "train"]
+    with pytest.raises(ValueError, match="another --db_dir"):
+        main(argv + ["--seed", "1"])
