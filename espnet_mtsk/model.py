@@ -160,11 +160,20 @@ class ESPnetMTSKModel(AbsESPnetModel):
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         encoded = self.encode(speech, speech_lengths, video, video_lengths)
         cache: Dict = {}
+        if self.lora.shared(self.scale_ids):
+            # Same weights for every scale: one LLM pass over all of them.
+            self.lora.activate(self.llm.model, self.scale_ids[0])
+            results = self.llm.forward_scales(
+                [self.segments(encoded, s, cache) for s in self.scales], text, text_lengths
+            )
+        else:
+            results = []
+            for scale in self.scales:
+                self.lora.activate(self.llm.model, scale.id)
+                results.append(self.llm(self.segments(encoded, scale, cache), text, text_lengths))
         stats = {}
         losses, accs = [], []
-        for scale in self.scales:
-            self.lora.activate(self.llm.model, scale.id)
-            loss, acc = self.llm(self.segments(encoded, scale, cache), text, text_lengths)
+        for scale, (loss, acc) in zip(self.scales, results):
             stats[f"loss_{scale.id}"] = loss.detach()
             stats[f"acc_{scale.id}"] = acc.detach()
             losses.append(loss)

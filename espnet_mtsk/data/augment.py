@@ -10,24 +10,29 @@ from espnet2.fileio.read_text import read_2columns_text
 from typeguard import typechecked
 
 
-def mix_at_snr(
-    speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Adds ``noise`` (N,) to ``speech`` (S,) at ``snr_db`` dB; returns (S,).
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """Adds noise to speech at an SNR measured over the whole utterance.
 
-    A random excerpt of the noise is used, looped when it is shorter than
-    the speech.
+    Args:
+        speech: float32 (S,).
+        noise: float32 (N,), any length: a stretch of S samples is taken
+            from a random offset, wrapping around when N < S.
+        snr_db: 10 log10(speech energy / scaled noise energy).
+        rng: draws the offset.
+
+    Returns:
+        float32 (S,): speech + scaled noise. Where that would clip, the
+        whole mixture is scaled down, which leaves the SNR as it is.
     """
-    if len(noise) < len(speech):
-        noise = np.tile(noise, -(-len(speech) // len(noise)))
-    start = int(rng.integers(0, len(noise) - len(speech) + 1))
-    excerpt = noise[start : start + len(speech)]
+    offset = int(rng.integers(len(noise)))
+    segment = noise[(offset + np.arange(len(speech))) % len(noise)]
     mixed = torchaudio.functional.add_noise(
-        torch.from_numpy(np.ascontiguousarray(speech, dtype=np.float32))[None],
-        torch.from_numpy(np.ascontiguousarray(excerpt, dtype=np.float32))[None],
+        torch.from_numpy(speech.astype(np.float32))[None],
+        torch.from_numpy(segment.astype(np.float32))[None],
         torch.tensor([float(snr_db)]),
-    )
-    return mixed[0].numpy()
+    )[0].numpy()
+    peak = np.abs(mixed).max()
+    return mixed * (0.99 / peak) if peak > 0.99 else mixed
 
 
 class NoiseAugmenter:

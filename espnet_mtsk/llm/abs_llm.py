@@ -23,6 +23,15 @@ class AbsLLM(torch.nn.Module, ABC):
         """Teacher-forced pass: returns (mean token loss, token accuracy)."""
         raise NotImplementedError
 
+    def forward_scales(
+        self,
+        per_scale: Sequence[Sequence[Segment]],
+        ys_pad: torch.Tensor,
+        ys_lens: torch.Tensor,
+    ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """``forward`` for several scales that use the same weights."""
+        return [self(segments, ys_pad, ys_lens) for segments in per_scale]
+
     @abstractmethod
     def generate(
         self, segments: Sequence[Segment], beam_size: int, max_new_tokens: int

@@ -127,43 +127,79 @@ class HFCausalLM(AbsLLM):
         right-aligned next-token targets of the last K = max(ys_lens) + 1
         positions, IGNORE_ID wherever the position is not a target or EOS.
         """
+        out = self._layout([segments], ys_pad, ys_lens)
+        if ys_pad is not None:
+            out["labels"] = self._labels(ys_pad, ys_lens)
+        return out
+
+    def _pieces(
+        self,
+        segments: Sequence[Segment],
+        ys_pad: Optional[torch.Tensor],
+        ys_lens: Optional[torch.Tensor],
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One scale's inputs in prompt order, not yet packed: BOS, each
+        modality's tokens between its markers, the prompt and (if given) the
+        target. Returns embeddings (B, P, D) and their validity (B, P)."""
         modalities = tuple(m for m, _, _ in segments)
         if modalities not in self._prompt_ids:
             raise ValueError(f"No prompt for modalities {modalities}")
         device = segments[0][1].device
         dtype = self.model.get_input_embeddings().weight.dtype
-        bos = self._embed_ids([self.tokenizer.bos_token_id], device)
-        prompt = self._embed_ids(self._prompt_ids[modalities], device)
         bsz = segments[0][1].size(0)
-        rows = []
-        for b in range(bsz):
-            parts = [bos]
-            for modality, embeds, lens in segments:
-                open_name, close_name = MARKERS[modality]
-                parts += [
-                    self._marker(open_name, device),
-                    embeds[b, : int(lens[b])],
-                    self._marker(close_name, device),
-                ]
-            parts.append(prompt)
-            if ys_pad is not None:
-                parts.append(self._embed_ids(ys_pad[b, : int(ys_lens[b])], device))
-            rows.append(torch.cat([p.to(dtype) for p in parts]))
-        lengths = torch.tensor([r.size(0) for r in rows], device=device)
-        width = int(lengths.max())
-        inputs = rows[0].new_zeros(bsz, width, rows[0].size(-1))
-        mask = torch.zeros(bsz, width, dtype=torch.long, device=device)
-        for b, row in enumerate(rows):
-            inputs[b, width - row.size(0) :] = row
-            mask[b, width - row.size(0) :] = 1
-        out = {
-            "inputs_embeds": inputs,
+
+        def fixed(rows: torch.Tensor):
+            return rows.to(dtype).expand(bsz, -1, -1), torch.ones(
+                bsz, rows.size(0), dtype=torch.bool, device=device
+            )
+
+        def ragged(embeds: torch.Tensor, lens: torch.Tensor):
+            steps = torch.arange(embeds.size(1), device=device)
+            return embeds.to(dtype), steps[None] < lens.to(device)[:, None]
+
+        parts = [fixed(self._embed_ids([self.tokenizer.bos_token_id], device))]
+        for modality, embeds, lens in segments:
+            open_name, close_name = MARKERS[modality]
+            parts += [
+                fixed(self._marker(open_name, device)),
+                ragged(embeds, lens),
+                fixed(self._marker(close_name, device)),
+            ]
+        parts.append(fixed(self._embed_ids(self._prompt_ids[modalities], device)))
+        if ys_pad is not None:
+            parts.append(ragged(self._embed_ids(ys_pad.clamp(min=0), device), ys_lens))
+        return torch.cat([e for e, _ in parts], 1), torch.cat([v for _, v in parts], 1)
+
+    def _layout(
+        self,
+        per_scale: Sequence[Sequence[Segment]],
+        ys_pad: Optional[torch.Tensor],
+        ys_lens: Optional[torch.Tensor],
+    ) -> Dict[str, torch.Tensor]:
+        """Packs each row's valid pieces to the right of one shared width:
+        (N x B, S) left-padded ``inputs_embeds``, ``attention_mask`` and
+        ``position_ids`` for N scales. A scatter per scale rather than a
+        loop over rows keeps the autograd graph small."""
+        pieces = [self._pieces(segments, ys_pad, ys_lens) for segments in per_scale]
+        width = max(int(valid.sum(1).max()) for _, valid in pieces)
+        embeds_out, masks = [], []
+        for embeds, valid in pieces:
+            total = valid.sum(1, keepdim=True)
+            # Valid pieces go to [width - total, width); the rest to a spare
+            # column that is cut off.
+            dest = torch.where(valid, width - total + valid.cumsum(1) - 1, width)
+            packed = embeds.new_zeros(embeds.size(0), width + 1, embeds.size(2)).scatter(
+                1, dest[..., None].expand_as(embeds), embeds
+            )
+            embeds_out.append(packed[:, :width])
+            steps = torch.arange(width, device=valid.device)
+            masks.append((steps[None] >= width - total).long())
+        mask = torch.cat(masks)
+        return {
+            "inputs_embeds": torch.cat(embeds_out),
             "attention_mask": mask,
             "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
         }
-        if ys_pad is not None:
-            out["labels"] = self._labels(ys_pad, ys_lens)
-        return out
 
     def _labels(self, ys_pad: torch.Tensor, ys_lens: torch.Tensor) -> torch.Tensor:
         keep = int(ys_lens.max()) + 1
@@ -176,15 +212,30 @@ class HFCausalLM(AbsLLM):
     def forward(
         self, segments: Sequence[Segment], ys_pad: torch.Tensor, ys_lens: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        inputs = self.build_inputs(segments, ys_pad, ys_lens)
-        labels = inputs.pop("labels")
+        return self.forward_scales([segments], ys_pad, ys_lens)[0]
+
+    def forward_scales(
+        self,
+        per_scale: Sequence[Sequence[Segment]],
+        ys_pad: torch.Tensor,
+        ys_lens: torch.Tensor,
+    ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """(loss, accuracy) of each scale's segments, all scales in one
+        padded batch of N x B rows: one LLM pass instead of N, which pays
+        off where per-pass overhead dominates (small LLMs, CPUs). Only valid
+        when every scale uses the same adapters."""
+        inputs = self._layout(per_scale, ys_pad, ys_lens)
+        labels = self._labels(ys_pad, ys_lens).repeat(len(per_scale), 1)
         logits = self.model(**inputs, logits_to_keep=labels.size(1)).logits
-        loss = torch.nn.functional.cross_entropy(
-            logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_ID
-        )
-        scored = labels != IGNORE_ID
-        correct = (logits.argmax(-1) == labels) & scored
-        return loss, correct.sum() / scored.sum()
+        out = []
+        for logit, label in zip(logits.chunk(len(per_scale)), labels.chunk(len(per_scale))):
+            loss = torch.nn.functional.cross_entropy(
+                logit.float().flatten(0, 1), label.flatten(), ignore_index=IGNORE_ID
+            )
+            scored = label != IGNORE_ID
+            correct = (logit.argmax(-1) == label) & scored
+            out.append((loss, correct.sum() / scored.sum()))
+        return out
 
     @torch.no_grad()
     def generate(

@@ -65,6 +65,11 @@ class LoRAStrategy:
         ]
         return peft_model
 
+    def shared(self, scale_ids: Sequence[str]) -> bool:
+        """True when every scale uses the same adapters, so that the scales
+        can share one LLM pass."""
+        return len({tuple(self.active_for(s)) for s in scale_ids}) == 1
+
     def activate(self, model: torch.nn.Module, scale_id: str) -> None:
         """Makes exactly the scale's adapters act in the next forward."""
         model.base_model.set_adapter(self.active_for(scale_id))
@@ -103,6 +108,9 @@ class NoLoRA(LoRAStrategy):
 
     def wrap(self, model: torch.nn.Module, scale_ids: Sequence[str]) -> torch.nn.Module:
         return model
+
+    def active_for(self, scale_id: str) -> List[str]:
+        return []
 
     def activate(self, model: torch.nn.Module, scale_id: str) -> None:
         pass

@@ -68,7 +68,7 @@ def test_training_noise_is_mixed_at_the_drawn_snr(llm_dir, tmp_path, snr):
         noise_snr_range=(snr, snr), noise_prob=1.0,
     )
     t = np.arange(20000) / 16000
-    speech = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    speech = (0.05 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
     noisy = pre("u1", {"speech": speech.copy()})["speech"]
     assert noisy.shape == speech.shape
     noise = noisy - speech

@@ -9,7 +9,8 @@ import pytest
 from espnet_mtsk.data.synthgrid import grammar
 from espnet_mtsk.data.synthgrid.espeak import get_synthesizer
 from espnet_mtsk.data.synthgrid.files import from_pcm16, read_wav
-from espnet_mtsk.data.synthgrid.noise import measure_snr, mix_at_snr
+from espnet_mtsk.data.augment import mix_at_snr
+from espnet_mtsk.data.synthgrid.noise import measure_snr
 from espnet_mtsk.data.synthgrid.prepare import main, prepare
 from espnet_mtsk.data.synthgrid.render import (
     TARGETS,

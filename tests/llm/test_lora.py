@@ -61,3 +61,12 @@ def test_step_leaves_frozen_weights_unchanged(llm_dir, whisper_dir):
         p for n, p in model.llm.model.named_parameters() if ".lora_" not in n
     ]
     assert frozen_llm and not any(p.requires_grad for p in frozen_llm)
+
+
+def test_only_strategies_with_one_adapter_set_share_the_llm_pass():
+    from espnet_mtsk.llm.lora import MSLoRA, MSSLoRA, NoLoRA, SSLoRA
+
+    scales = ["a2", "v2", "a2_v2"]
+    assert MSLoRA().shared(scales) and NoLoRA().shared(scales)
+    assert not SSLoRA().shared(scales) and not MSSLoRA().shared(scales)
+    assert SSLoRA().shared(["a2"])

@@ -1,10 +1,9 @@
-"""Babble noise from synthetic talkers, and mixing at a chosen SNR."""
+"""Babble noise from synthetic talkers, and the SNR of a mixture (mixing
+itself is ``espnet_mtsk.data.augment.mix_at_snr``, shared with training)."""
 
 from typing import Sequence
 
 import numpy as np
-import torch
-import torchaudio.functional as AF
 
 from espnet_mtsk.data.synthgrid.grammar import random_sentence
 from espnet_mtsk.data.synthgrid.speakers import Speaker
@@ -40,31 +39,6 @@ def babble(
             length += len(wave) + len(pause)
         mix += np.concatenate(parts)[lead_in : lead_in + n_samples]
     return (mix * BABBLE_RMS / (np.sqrt(np.mean(mix**2)) + 1e-9)).astype(np.float32)
-
-
-def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """Adds noise to speech at an SNR measured over the whole utterance.
-
-    Args:
-        speech: float32 (S,).
-        noise: float32 (N,), any length: a stretch of S samples is taken
-            from a random offset, wrapping around when N < S.
-        snr_db: 10 log10(speech energy / scaled noise energy).
-        rng: draws the offset.
-
-    Returns:
-        float32 (S,): speech + scaled noise. Where that would clip, the
-        whole mixture is scaled down, which leaves the SNR as it is.
-    """
-    offset = int(rng.integers(len(noise)))
-    segment = noise[(offset + np.arange(len(speech))) % len(noise)]
-    mixed = AF.add_noise(
-        torch.from_numpy(speech.astype(np.float32))[None],
-        torch.from_numpy(segment.astype(np.float32))[None],
-        torch.tensor([float(snr_db)]),
-    )[0].numpy()
-    peak = np.abs(mixed).max()
-    return mixed * (0.99 / peak) if peak > 0.99 else mixed
 
 
 def measure_snr(speech: np.ndarray, mixture: np.ndarray) -> float:

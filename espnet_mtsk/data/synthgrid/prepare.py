@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from espnet_mtsk.data.augment import mix_at_snr
 from espnet_mtsk.data.preprocess import SAMPLE_RATE, VIDEO_FPS
 from espnet_mtsk.data.synthgrid.files import (
     from_pcm16,
@@ -48,7 +49,7 @@ from espnet_mtsk.data.synthgrid.files import (
     write_wav,
 )
 from espnet_mtsk.data.synthgrid.grammar import random_sentence, transcript
-from espnet_mtsk.data.synthgrid.noise import babble, mix_at_snr
+from espnet_mtsk.data.synthgrid.noise import babble
 from espnet_mtsk.data.synthgrid.render import VIDEO_SIZE, render_video
 from espnet_mtsk.data.synthgrid.seeding import rng_for
 from espnet_mtsk.data.synthgrid.speakers import Speaker, draw_speakers

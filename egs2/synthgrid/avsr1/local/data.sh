@@ -5,15 +5,15 @@
 set -euo pipefail
 seed=0
 nj=2
-train_speakers=12
+train_speakers=40
 dev_speakers=2
 test_speakers=4
-utts_per_speaker=100       # training utterances per speaker
+utts_per_speaker=30        # training utterances per speaker (many voices generalise better)
 test_utts_per_speaker=25   # dev and test utterances per speaker
 snrs="-5 0 5 10"           # babble SNRs (dB) of the noisy test copies
 video_size=32              # mouth ROI side in pixels (LRS3 crops are 88)
 lm_sentences=20000         # text-only sentences for the stand-in LLM
-help_message="Usage: $0 [--nj 2] [--seed 0] [--train_speakers 12] [--utts_per_speaker 100] ... (see the variables at the top)"
+help_message="Usage: $0 [--nj 2] [--seed 0] [--train_speakers 40] [--utts_per_speaker 30] ... (see the variables at the top)"
 
 . ./path.sh
 . ./db.sh
