@@ -89,6 +89,9 @@ class ESPnetMTSKModel(AbsESPnetModel):
         self.projectors = ProjectorBank(sizes, llm.hidden_size(), projector_hidden_size)
         self.lora = lora
         llm.model = lora.wrap(llm.model, [s.id for s in self.scales])
+        # Shared adapters give every scale the same weights, so the scales
+        # can run as one padded LLM batch (bench/train_step.py times both).
+        self.one_pass = lora.shared(self.scale_ids)
 
     @property
     def scale_ids(self) -> List[str]:
@@ -160,8 +163,7 @@ class ESPnetMTSKModel(AbsESPnetModel):
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         encoded = self.encode(speech, speech_lengths, video, video_lengths)
         cache: Dict = {}
-        if self.lora.shared(self.scale_ids):
-            # Same weights for every scale: one LLM pass over all of them.
+        if self.one_pass:
             self.lora.activate(self.llm.model, self.scale_ids[0])
             results = self.llm.forward_scales(
                 [self.segments(encoded, s, cache) for s in self.scales], text, text_lengths

@@ -9,9 +9,19 @@ the code path that loads the real ones.
 import json
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, List
 
 from typeguard import typechecked
+
+
+def tokenizer_corpus(transcripts: List[str]) -> List[str]:
+    """Transcripts plus the instruction prompts, one per transcript, as the
+    LLM's training sequences hold them: a tokenizer trained on this spells
+    the prompts in a few tokens, as a real LLM's tokenizer does."""
+    from espnet_mtsk.llm.causal_lm import PROMPTS
+
+    prompts = list(PROMPTS.values())
+    return transcripts + [prompts[i % len(prompts)] for i in range(len(transcripts))]
 
 
 @typechecked
@@ -37,7 +47,7 @@ def build_llama(
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "text.txt"
-        corpus.write_text("\n".join(t.strip().lower() for t in texts) + "\n")
+        corpus.write_text("\n".join(t.strip() for t in texts) + "\n")
         spm.SentencePieceTrainer.train(
             input=str(corpus),
             model_prefix=str(Path(tmp) / "sp"),

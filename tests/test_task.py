@@ -55,6 +55,15 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path, llm_dir, whisper_dir):
     loaded, _ = AVSRTask.build_model_from_file(config, ckpt)
     key = "projectors.a4.net.0.weight"
     assert torch.equal(loaded.state_dict()[key], model.state_dict()[key])
+    # The pretrained encoder file a config started from is not needed (nor
+    # read) once a trained checkpoint holds every weight.
+    gone = dict(vars(args), video_encoder_conf=dict(TINY_VIDEO, checkpoint=str(tmp_path / "gone.pt")))
+    config.write_text(yaml.safe_dump(gone))
+    loaded, _ = AVSRTask.build_model_from_file(config, ckpt)
+    key = "encoders.video.encoder.layers.0.fc1.weight"
+    assert torch.equal(loaded.state_dict()[key], model.state_dict()[key])
+    with pytest.raises(FileNotFoundError, match="gone.pt"):
+        AVSRTask.build_model_from_file(config, None)
 
     other = dict(vars(args), model_conf=dict(args.model_conf, audio_rates=[4], projector_hidden_size=8))
     config.write_text(yaml.safe_dump(other))

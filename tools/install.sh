@@ -29,4 +29,15 @@ if [ ! -e deps.done ] || [ "$root/setup.py" -nt deps.done ]; then
     $pip install -q torch==2.9.1 torchaudio==2.9.1 -e "$root[test]"
     touch deps.done
 fi
+# Mouth-ROI cropping (espnet_mtsk/data/mouth_roi.py). mediapipe 0.10.21 is the
+# last release whose wheel ships the face-detection and face-mesh models (it
+# runs offline); its metadata pins numpy<2 and protobuf<5, so it goes in with
+# --no-deps. protobuf 6.33 works with it (7 does not) and satisfies tensorboard
+# (>=6.31.1); the headless opencv serves both mediapipe and the affine warp.
+if [ ! -e mediapipe.done ] || [ deps.done -nt mediapipe.done ]; then
+    $pip install -q protobuf==6.33.6 opencv-python-headless==4.14.0.94 \
+        scikit-image==0.26.0 absl-py attrs matplotlib
+    $pip install -q --no-deps mediapipe==0.10.21
+    touch mediapipe.done
+fi
 echo "tools/venv ready: $(venv/bin/python -c 'import torch, espnet, transformers, peft; print("torch", torch.__version__, "espnet", espnet.__version__, "transformers", transformers.__version__, "peft", peft.__version__)')"

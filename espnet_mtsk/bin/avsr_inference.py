@@ -3,7 +3,9 @@
 
 Python API: ``AVSR2Text`` (``AVSR2Text.from_pretrained(model_tag)`` for a
 packed model); CLI: ESPnet's ``asr_inference`` flags plus ``--scale``. The
-1-best transcripts go to ``<output_dir>/1best_recog/text``.
+1-best transcripts go to ``<output_dir>/1best_recog/text``. ``--scale auto``
+with ``--budget_tokens_per_sec`` and/or ``--budget_rtf`` picks the most
+accurate scale within the budget from the model's measured scale table.
 """
 
 import argparse
@@ -11,6 +13,7 @@ import contextlib
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -22,6 +25,7 @@ from espnet2.utils import config_argparse
 from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 from typeguard import typechecked
 
+from espnet_mtsk.budget import choose_scale, read_scale_table
 from espnet_mtsk.data.preprocess import SAMPLE_RATE, VIDEO_FPS
 from espnet_mtsk.tasks.avsr import AVSRTask
 
@@ -45,17 +49,57 @@ class AVSR2Text:
         beam_size: int = 15,
         max_new_tokens: int = 32,
         amp: bool = False,
+        budget_tokens_per_sec: Optional[float] = None,
+        budget_rtf: Optional[float] = None,
+        scale_table: Optional[str] = None,
     ):
         model, train_args = AVSRTask.build_model_from_file(
             asr_train_config, asr_model_file, device
         )
         self.model = model.eval()
         self.train_args = train_args
-        self.scale = model.scale(scale or model.scale_ids[0]).id
+        self.preprocess = AVSRTask.build_preprocess_fn(train_args, False)
+        self.budget_tokens_per_sec = budget_tokens_per_sec
+        self.budget_rtf = budget_rtf
+        self.scale_table = scale_table
+        if scale_table is None and asr_model_file is not None:
+            self.scale_table = str(Path(asr_model_file).parent / "scale_table.json")
+        self.scale = self.resolve_scale(scale)
         self.device = device
         self.beam_size = beam_size
         self.max_new_tokens = max_new_tokens
         self.amp = amp
+
+    def resolve_scale(
+        self, scale: Optional[str], modalities: Sequence[str] = ("audio", "video"), name: str = ""
+    ) -> str:
+        """The scale id to decode with when only ``modalities`` are at hand
+        (e.g. a video without sound track, ``name``): ``scale`` itself, the
+        model's first usable scale for None, the budget's choice for
+        "auto". An AVSR scale falls back to the VSR scale of the same video
+        rate when the audio is missing and the model has that scale."""
+        usable = [s for s in self.model.scales if set(s.modalities) <= set(modalities)]
+        if not usable:
+            raise ValueError(f"{name or 'input'}: no scale of {self.model.scale_ids} works with {list(modalities)} only")
+        if scale is None:
+            return usable[0].id
+        if scale == "auto":
+            if self.scale_table is None:
+                raise ValueError("--scale auto needs --scale_table or --asr_model_file")
+            return choose_scale(
+                read_scale_table(Path(self.scale_table)),
+                self.budget_tokens_per_sec,
+                self.budget_rtf,
+                allowed=[s.id for s in usable],
+            ).scale
+        chosen = self.model.scale(scale)
+        if chosen in usable:
+            return chosen.id
+        fallback = [s for s in usable if s.rates == tuple(r for r in chosen.rates if r[0] in modalities)]
+        if not fallback:
+            raise ValueError(f"{name or 'input'}: scale {scale} needs {list(chosen.modalities)}, got {list(modalities)} only")
+        logging.info(f"{name}: no {set(chosen.modalities) - set(modalities)}: decoding at {fallback[0].id} instead of {scale}")
+        return fallback[0].id
 
     def _autocast(self):
         if not self.amp:
@@ -108,18 +152,24 @@ class AVSR2Text:
             torch.cuda.synchronize()
         return time.perf_counter()
 
+    def single_batch(self, uid: str, **inputs: Optional[np.ndarray]) -> Dict[str, torch.Tensor]:
+        """One utterance's ``speech`` (S,) and/or ``video`` (T, H, W) -> a
+        batch of one, through the same checks and video crop as decoding
+        from data files (errors name ``uid``)."""
+        data = {k: np.asarray(v, dtype=np.float32) for k, v in inputs.items() if v is not None}
+        data = self.preprocess(uid, data)
+        batch = {}
+        for name, value in data.items():
+            batch[name] = torch.from_numpy(value).unsqueeze(0)
+            batch[f"{name}_lengths"] = torch.tensor([len(value)])
+        return batch
+
     def __call__(
         self,
         speech: Optional[np.ndarray] = None,
         video: Optional[np.ndarray] = None,
     ) -> str:
-        batch = {}
-        for name, value in (("speech", speech), ("video", video)):
-            if value is not None:
-                tensor = torch.as_tensor(np.asarray(value), dtype=torch.float32)
-                batch[name] = tensor.unsqueeze(0)
-                batch[f"{name}_lengths"] = torch.tensor([tensor.size(0)])
-        return self.decode_batch(batch)[0][0]
+        return self.decode_batch(self.single_batch("input", speech=speech, video=video))[0][0]
 
     @staticmethod
     def from_pretrained(model_tag: Optional[str] = None, **kwargs: Any) -> "AVSR2Text":
@@ -149,6 +199,9 @@ def inference(
     beam_size: int,
     max_new_tokens: int,
     amp: bool,
+    budget_tokens_per_sec: Optional[float],
+    budget_rtf: Optional[float],
+    scale_table: Optional[str],
     allow_variable_data_keys: bool,
 ):
     logging.basicConfig(
@@ -166,6 +219,9 @@ def inference(
         beam_size=beam_size,
         max_new_tokens=max_new_tokens,
         amp=amp,
+        budget_tokens_per_sec=budget_tokens_per_sec,
+        budget_rtf=budget_rtf,
+        scale_table=scale_table,
     )
     loader = AVSRTask.build_streaming_iterator(
         data_path_and_name_and_type,
@@ -237,7 +293,21 @@ def get_parser():
     group = parser.add_argument_group("Decoding related")
     group.add_argument(
         "--scale", type=str_or_none, default=None,
-        help="Scale id such as a4, v2 or a4_v2 (default: the model's first scale)",
+        help="Scale id such as a4, v2 or a4_v2 (default: the model's first scale); "
+        "'auto': the most accurate scale within --budget_tokens_per_sec / --budget_rtf",
+    )
+    group.add_argument(
+        "--budget_tokens_per_sec", type=float, default=None,
+        help="--scale auto: most LLM audio-visual tokens per second of speech",
+    )
+    group.add_argument(
+        "--budget_rtf", type=float, default=None,
+        help="--scale auto: highest real-time factor measured on the dev set",
+    )
+    group.add_argument(
+        "--scale_table", type=str_or_none, default=None,
+        help="--scale auto: the per-scale dev table of stage 13 "
+        "(default: scale_table.json beside --asr_model_file)",
     )
     group.add_argument(
         "--scales", type=str, nargs="+", default=None,

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Stages 5-8: a stand-in LLM for recipes that have no pretrained one.
 
-``build``: trains a sentencepiece tokenizer on the training text and writes a
-randomly initialised tiny Llama folder; ``train``: pre-trains it on text
+``build``: trains a sentencepiece tokenizer on the training text and the
+instruction prompts (every sequence the LLM reads holds one, and a real
+LLM's tokenizer spells them in a few tokens) and writes a randomly
+initialised tiny Llama folder; ``train``: pre-trains it on text
 (plain next-token prediction, like the LLM's own pre-training);
 ``perplexity``: reports its perplexity on held-out text. With a real LLM
 (``--llm_dir`` in the recipe) none of this runs.
@@ -17,7 +19,7 @@ from typing import List
 
 import torch
 
-from espnet_mtsk.standins import build_llama
+from espnet_mtsk.standins import build_llama, tokenizer_corpus
 
 
 def _lines(text_file: Path) -> List[str]:
@@ -121,7 +123,7 @@ def main(cmd=None):
     b = sub.add_parser("build")
     b.add_argument("--text", type=Path, required=True)
     b.add_argument("--out", type=Path, required=True)
-    b.add_argument("--vocab_size", type=int, default=320)
+    b.add_argument("--vocab_size", type=int, default=400)
     b.add_argument("--hidden_size", type=int, default=128)
     b.add_argument("--num_layers", type=int, default=2)
     b.add_argument("--num_heads", type=int, default=4)
@@ -145,7 +147,7 @@ def main(cmd=None):
 
     if args.command == "build":
         build_llama(
-            str(args.out), _lines(args.text), args.vocab_size, args.hidden_size,
+            str(args.out), tokenizer_corpus(_lines(args.text)), args.vocab_size, args.hidden_size,
             args.num_layers, args.num_heads, args.seed,
         )
     elif args.command == "train":

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Stage 13: score every (test set, scale) decoding and write RESULTS.md."""
+"""Stage 13: score every (test set, scale) decoding and write RESULTS.md,
+and, with ``--scale_table``, the per-scale cost table of one set that
+``--scale auto`` chooses from."""
 
 import argparse
 from pathlib import Path
 
+from espnet_mtsk.budget import write_scale_table
 from espnet_mtsk.scoring import plot_pareto, results_markdown, score_dir
 
 
@@ -17,6 +20,8 @@ def main(cmd=None):
     parser.add_argument("--scales", nargs="+", required=True)
     parser.add_argument("--results", type=Path, required=True, help="RESULTS.md to write")
     parser.add_argument("--title", default="Results")
+    parser.add_argument("--scale_table", type=Path, help="scale_table.json to write")
+    parser.add_argument("--scale_table_set", help="the set it is measured on (a dev set)")
     args = parser.parse_args(cmd)
 
     scores = [
@@ -28,6 +33,8 @@ def main(cmd=None):
     plot_pareto(scores, png)
     text = results_markdown(scores, args.title) + f"\n![WER vs tokens/s]({png.name})\n"
     args.results.write_text(text)
+    if args.scale_table is not None:
+        write_scale_table(scores, args.scale_table, args.scale_table_set or args.test_sets[0])
     print(text)
 
 

@@ -21,18 +21,25 @@ class AVSRPreprocessor:
 
     In: ``{"speech": (S,), "video": (T, H, W), "text": str}`` (any subset).
     Out: the same arrays, with ``text`` as int64 ids (L,) of the lower-cased
-    transcript and, in training with a ``noise_scp``, noise mixed into
-    ``speech``. Errors name the utterance:
+    transcript; in training with a ``noise_scp``, noise mixed into
+    ``speech``; with ``video_crop`` C > 0, ``video`` cut to (T, C, C).
+    Errors name the utterance:
     - an empty transcript;
     - audio and video durations (S / 16000 s and T / 25 s) that differ by
       more than ``av_tolerance`` seconds (0.2 s by default: LRS3 clips differ
-      by a frame or two, while a wrong pairing is off by far more).
+      by a frame or two, while a wrong pairing is off by far more);
+    - video frames smaller than ``video_crop`` on either side.
 
     Args:
         llm_dir: the LLM's HF folder, for its tokenizer.
         av_tolerance: the largest accepted audio/video duration gap (s).
         noise_scp, noise_snr_range, noise_prob: training-time noise, see
             ``NoiseAugmenter``.
+        video_crop: side C of the square crop the video encoder gets (88 for
+            the AV-HuBERT checkpoints), as auto-avsr does with its 96x96
+            mouth crops: in training a random C x C window, one position for
+            all frames of an utterance; otherwise the centre window. Frames
+            of exactly C x C pass unchanged; 0 keeps frames as they are.
     """
 
     @typechecked
@@ -44,10 +51,14 @@ class AVSRPreprocessor:
         noise_scp: Optional[str] = None,
         noise_snr_range: Sequence[float] = (-5.0, 20.0),
         noise_prob: float = 0.5,
+        video_crop: int = 0,
     ):
+        if video_crop < 0:
+            raise ValueError(f"video_crop must be >= 0 (0: no crop), got {video_crop}")
         self.train = train
         self.tokenizer = load_tokenizer(llm_dir)
         self.av_tolerance = av_tolerance
+        self.video_crop = video_crop
         self.noise = None
         if train and noise_scp is not None:
             self.noise = NoiseAugmenter(noise_scp, noise_snr_range, noise_prob, SAMPLE_RATE)
@@ -71,11 +82,10 @@ class AVSRPreprocessor:
                     f"{uid}: audio lasts {audio_sec:.2f} s but video {video_sec:.2f} s "
                     f"(tolerance {self.av_tolerance} s)"
                 )
+        if self.video_crop and "video" in data:
+            data["video"] = self._crop_video(uid, data["video"])
         if self.noise is not None and "speech" in data:
-            # Drawn from numpy's global state, which ESPnet seeds per
-            # data-loader worker, so workers do not repeat each other's noise.
-            rng = np.random.default_rng(np.random.randint(2**31))
-            data["speech"] = self.noise(data["speech"], rng)
+            data["speech"] = self.noise(data["speech"], _rng())
         if "text" in data:
             text = data["text"].strip().lower()
             if not text:
@@ -83,3 +93,28 @@ class AVSRPreprocessor:
             ids = self.tokenizer(text, add_special_tokens=False).input_ids
             data["text"] = np.asarray(ids, dtype=np.int64)
         return data
+
+    def _crop_video(self, uid: str, video: np.ndarray) -> np.ndarray:
+        """(T, H, W) -> (T, C, C), C = ``video_crop``: the centre window, or
+        in training a random one (the same for every frame)."""
+        size = self.video_crop
+        height, width = video.shape[1:]
+        if height < size or width < size:
+            raise ValueError(
+                f"{uid}: video frames are {height}x{width}, smaller than "
+                f"video_crop {size}x{size}"
+            )
+        if self.train:
+            rng = _rng()
+            top = int(rng.integers(height - size + 1))
+            left = int(rng.integers(width - size + 1))
+        else:
+            top, left = (height - size) // 2, (width - size) // 2
+        return np.ascontiguousarray(video[:, top : top + size, left : left + size])
+
+
+def _rng() -> np.random.Generator:
+    # Drawn from numpy's global state, which ESPnet seeds per data-loader
+    # worker, so workers do not repeat each other's draws and a seed repeats
+    # them all.
+    return np.random.default_rng(np.random.randint(2**31))

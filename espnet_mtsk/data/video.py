@@ -10,7 +10,7 @@ import collections.abc
 import os
 import tempfile
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 from espnet2.fileio.read_text import read_2columns_text
@@ -20,15 +20,19 @@ from typeguard import typechecked
 VIDEO_FPS = 25.0
 
 
-def read_video(path: str) -> Tuple[np.ndarray, float]:
-    """A video file -> grayscale frames (T, H, W) uint8 and its frame rate."""
+def read_video(path: str, pix_fmt: str = "gray") -> Tuple[np.ndarray, float]:
+    """A video file -> frames and its frame rate.
+
+    Frames are uint8 (T, H, W) grayscale, or (T, H, W, 3) with
+    ``pix_fmt="rgb24"``.
+    """
     import av
 
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 0)
-            frames = [f.to_ndarray(format="gray") for f in container.decode(stream)]
+            frames = [f.to_ndarray(format=pix_fmt) for f in container.decode(stream)]
     except (av.error.FFmpegError, IndexError) as e:
         raise ValueError(f"{path}: cannot decode video ({e})") from e
     if not frames:
@@ -93,21 +97,66 @@ def write_video_npy(path: str, frames: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def write_video_mp4(path: str, frames: np.ndarray, fps: int = 25) -> None:
-    """Writes (T, H, W) grayscale frames as an H.264 mp4, atomically."""
+def write_video_mp4(
+    path: str,
+    frames: np.ndarray,
+    fps: int = 25,
+    audio: Optional[np.ndarray] = None,
+    sample_rate: int = 16000,
+) -> None:
+    """Writes (T, H, W) grayscale or (T, H, W, 3) RGB frames as an H.264 mp4,
+    atomically; ``audio`` (S,) in -1..1, if given, becomes a mono AAC track."""
     import av
 
     tmp = _atomic_path(path)
     frames = np.clip(frames, 0, 255).astype(np.uint8)
     with av.open(tmp, mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:]
+        stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = "yuv420p"
+        track = None
+        if audio is not None:
+            track = container.add_stream("aac", rate=sample_rate, layout="mono")
         for frame in frames:
-            rgb = np.repeat(frame[:, :, None], 3, axis=2)
+            rgb = frame if frame.ndim == 3 else np.repeat(frame[:, :, None], 3, axis=2)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(stream.encode())
+        if track is not None:
+            pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+            for start in range(0, len(pcm), 1024):
+                chunk = av.AudioFrame.from_ndarray(
+                    pcm[None, start : start + 1024], format="s16", layout="mono"
+                )
+                chunk.sample_rate = sample_rate
+                chunk.pts = start
+                container.mux(track.encode(chunk))
+            container.mux(track.encode())
     os.replace(tmp, path)
+
+
+def read_audio_track(path: str) -> Optional[Tuple[np.ndarray, int]]:
+    """A media file's first audio stream -> mono float32 (S,) in -1..1 and
+    its sample rate, or None when the file has no audio stream."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            rate = stream.rate
+            # Planar float at the stream's own rate: resampling is left to
+            # the caller, which logs it.
+            resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
+            chunks = []
+            for frame in container.decode(stream):
+                chunks += [f.to_ndarray()[0] for f in resampler.resample(frame)]
+            chunks += [f.to_ndarray()[0] for f in resampler.resample(None)]
+    except av.error.FFmpegError as e:
+        raise ValueError(f"{path}: cannot decode audio ({e})") from e
+    if not chunks:
+        raise ValueError(f"{path}: the audio stream holds no samples")
+    return np.concatenate(chunks).astype(np.float32), rate
 
 
 def register_video_type() -> None:

@@ -3,7 +3,8 @@
 The module names follow fairseq's AV-HuBERT (``feature_extractor_video``,
 ``post_extract_proj``, ``encoder.pos_conv``, ``encoder.layers.N.self_attn.
 {q,k,v,out}_proj``, ``fc1``, ``fc2``, ``*_layer_norm``), so an official
-checkpoint maps onto it key by key. Defaults are AV-HuBERT Large.
+checkpoint maps onto it key by key (``avhubert_checkpoint.py``; build with
+``modality_fuse="concat"`` for that). Defaults are AV-HuBERT Large.
 """
 
 import math
@@ -14,6 +15,8 @@ import torch.nn.functional as F
 from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from typeguard import typechecked
+
+from espnet_mtsk.encoders.avhubert_checkpoint import load_avhubert_checkpoint
 
 
 class BasicBlock(torch.nn.Module):
@@ -161,6 +164,15 @@ class AVHubertVideoEncoder(AbsEncoder):
         stem_channels, resnet_channels: 3-D stem and ResNet-18 stage widths.
         d_model, num_heads, ffn_dim, num_layers: the transformer.
         pos_conv_kernel, pos_conv_groups: convolutional positional embedding.
+        modality_fuse: None (default): ``layer_norm`` and ``post_extract_proj``
+            act on the ResNet features directly. "concat": AV-HuBERT's own
+            video-only path, needed for its checkpoints: the ResNet features go
+            through ``feature_extractor_video.proj`` to d_model and are put
+            after an all-zero audio half, so ``layer_norm`` and
+            ``post_extract_proj`` see 2 * d_model features.
+        checkpoint: an official fairseq AV-HuBERT checkpoint (pre-trained or
+            fine-tuned) whose video path is loaded after building; the sizes
+            must match it (``encoder_kwargs_from_checkpoint`` gives them).
     """
 
     @typechecked
@@ -178,18 +190,29 @@ class AVHubertVideoEncoder(AbsEncoder):
         pos_conv_kernel: int = 128,
         pos_conv_groups: int = 16,
         dropout: float = 0.0,
+        modality_fuse: Optional[str] = None,
+        checkpoint: Optional[str] = None,
     ):
         super().__init__()
+        if modality_fuse not in (None, "concat"):
+            raise ValueError(f"modality_fuse must be None or 'concat', got {modality_fuse!r}")
         self.mean = mean
         self.std = std
+        self.modality_fuse = modality_fuse
         self.feature_extractor_video = torch.nn.Module()
         self.feature_extractor_video.resnet = VideoFrontEnd(stem_channels, resnet_channels)
-        self.layer_norm = torch.nn.LayerNorm(resnet_channels[-1])
-        self.post_extract_proj = torch.nn.Linear(resnet_channels[-1], d_model)
+        fused = resnet_channels[-1]
+        if modality_fuse == "concat":
+            self.feature_extractor_video.proj = torch.nn.Linear(resnet_channels[-1], d_model)
+            fused = 2 * d_model
+        self.layer_norm = torch.nn.LayerNorm(fused)
+        self.post_extract_proj = torch.nn.Linear(fused, d_model)
         self.encoder = TransformerEncoder(
             d_model, num_heads, ffn_dim, num_layers, pos_conv_kernel, pos_conv_groups, dropout
         )
         self._output_size = d_model
+        if checkpoint is not None:
+            load_avhubert_checkpoint(checkpoint, self)
 
     def output_size(self) -> int:
         return self._output_size
@@ -208,5 +231,9 @@ class AVHubertVideoEncoder(AbsEncoder):
         x = (xs_pad / 255.0 - self.mean) / self.std
         x = x * keep[:, :, None, None]
         feats = self.feature_extractor_video.resnet(x.unsqueeze(1))
+        if self.modality_fuse == "concat":
+            # The zero audio half still counts in layer_norm's mean and variance.
+            feats = self.feature_extractor_video.proj(feats)
+            feats = torch.cat([torch.zeros_like(feats), feats], dim=-1)
         feats = self.post_extract_proj(self.layer_norm(feats))
         return self.encoder(feats, keep), ilens, None

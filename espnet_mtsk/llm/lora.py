@@ -6,9 +6,10 @@
 - ``none``: no adapter; the whole LLM trains (for tiny models only).
 
 Size: peft's ``r`` and ``lora_alpha`` (scaling = lora_alpha / r). The
-research code states the rank as hidden_size / 32 (64 for Llama 3.2-1B's
-2048, 128 for 3.1-8B's 4096) with a scaling of 4: ``r: 64, lora_alpha: 256``
-for 1B reproduces it (``conf/`` does so).
+research code (Llama-AVSR ``models/Llama_LoRA.py``) gives the adapter width
+as hidden_size / 32 (64 for Llama 3.2-1B's 2048, 128 for 3.1-8B's 4096) and
+scales it by alpha / 32 = 4 / 32: ``r: 64, lora_alpha: 8`` reproduces it for
+1B, ``r: 128, lora_alpha: 16`` for 8B (``conf/tuning/`` does so).
 """
 
 from typing import List, Sequence

@@ -148,6 +148,15 @@ class AVSRTask(AbsTask):
             default=0.5,
             help="Probability of adding noise to a training utterance",
         )
+        group.add_argument(
+            "--video_crop",
+            type=int,
+            default=0,
+            help="Crop video frames (T, H, W) to (T, N, N): a random N x N window "
+            "(one per utterance) in training, the centre one otherwise, as "
+            "auto-avsr does with its 96x96 mouth crops (88 for the AV-HuBERT "
+            "checkpoints). Frames smaller than N are an error; 0: no crop",
+        )
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
 
@@ -173,6 +182,7 @@ class AVSRTask(AbsTask):
             noise_scp=getattr(args, "noise_scp", None),
             noise_snr_range=getattr(args, "noise_snr_range", (-5.0, 20.0)),
             noise_prob=getattr(args, "noise_prob", 0.5),
+            video_crop=getattr(args, "video_crop", 0) or 0,
         )
 
     @classmethod
@@ -250,6 +260,14 @@ class AVSRTask(AbsTask):
             config_file = Path(model_file).parent / "config.yaml"
         with Path(config_file).open("r", encoding="utf-8") as f:
             args = argparse.Namespace(**yaml.safe_load(f))
+        if model_file is not None:
+            # The trained checkpoint holds every weight: the pretrained
+            # encoder files the config started from need not be on this
+            # machine, and reading them would be wasted time.
+            for name in ("audio_encoder_conf", "video_encoder_conf"):
+                conf = dict(getattr(args, name, None) or {})
+                conf.pop("checkpoint", None)
+                setattr(args, name, conf)
         model = cls.build_model(args)
         if model_file is not None:
             load_checkpoint(model, model_file)

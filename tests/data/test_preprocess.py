@@ -85,3 +85,75 @@ def test_noise_only_in_training_and_at_its_rate(llm_dir, tmp_path):
     bad = _noise_scp(tmp_path / "low", rate=8000)
     with pytest.raises(ValueError, match="babble.*8000 Hz, expected 16000"):
         AVSRPreprocessor(train=True, llm_dir=llm_dir, noise_scp=bad)
+
+
+def _frames(num=5, side=96, seed=0):
+    """(num, side, side) float32 frames, every pixel distinct: a crop's values
+    tell where it was taken."""
+    rng = np.random.default_rng(seed)
+    return rng.permutation(num * side * side).reshape(num, side, side).astype(np.float32)
+
+
+def _position(crop, video):
+    """(top, left) of ``crop`` (T, C, C) in ``video`` (T, H, W), from frame 0."""
+    top, left = np.argwhere(video[0] == crop[0, 0, 0])[0]
+    return int(top), int(left)
+
+
+def test_video_crop_in_evaluation_is_the_centre(llm_dir):
+    pre = AVSRPreprocessor(train=False, llm_dir=llm_dir, video_crop=88)
+    video = _frames()
+    out = pre("u1", {"video": video.copy()})["video"]
+    assert out.shape == (5, 88, 88) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, video[:, 4:92, 4:92])
+    # The same again: no randomness outside training.
+    np.testing.assert_array_equal(pre("u1", {"video": video.copy()})["video"], out)
+
+
+def test_video_crop_in_training_is_random_per_utterance(llm_dir):
+    pre = AVSRPreprocessor(train=True, llm_dir=llm_dir, video_crop=88)
+    video = _frames()
+    np.random.seed(3)
+    positions = []
+    for n in range(20):
+        out = pre(f"u{n}", {"video": video.copy()})["video"]
+        assert out.shape == (5, 88, 88)
+        top, left = _position(out, video)
+        assert 0 <= top <= 8 and 0 <= left <= 8
+        # One window for every frame of the utterance.
+        np.testing.assert_array_equal(out, video[:, top : top + 88, left : left + 88])
+        positions.append((top, left))
+    assert len(set(positions)) > 10  # 81 windows: 20 draws do not repeat much
+    assert len({t for t, _ in positions}) > 3 and len({x for _, x in positions}) > 3
+    # A seed repeats the draws.
+    np.random.seed(3)
+    again = [_position(pre(f"u{n}", {"video": video.copy()})["video"], video) for n in range(20)]
+    assert again == positions
+
+
+def test_video_crop_errors_and_no_op(llm_dir):
+    pre = AVSRPreprocessor(train=True, llm_dir=llm_dir, video_crop=88)
+    with pytest.raises(ValueError, match="u5: video frames are 96x80, smaller than video_crop 88"):
+        pre("u5", {"video": np.zeros((3, 96, 80), np.float32)})
+    # Frames already at the crop size pass unchanged, in training too.
+    exact = _frames(side=88)
+    np.testing.assert_array_equal(pre("u6", {"video": exact.copy()})["video"], exact)
+    # video_crop 0 (the default) leaves any size alone.
+    for train in (True, False):
+        keep = AVSRPreprocessor(train=train, llm_dir=llm_dir)
+        video = _frames(side=96)
+        np.testing.assert_array_equal(keep("u7", {"video": video.copy()})["video"], video)
+    with pytest.raises(ValueError, match="video_crop must be >= 0"):
+        AVSRPreprocessor(train=True, llm_dir=llm_dir, video_crop=-1)
+
+
+def test_video_crop_task_argument(llm_dir):
+    from espnet_mtsk.tasks.avsr import AVSRTask
+
+    parser = AVSRTask.get_parser()
+    args = parser.parse_args(["--video_crop", "88", "--llm_conf", f"model_dir={llm_dir}"])
+    pre = AVSRTask.build_preprocess_fn(args, train=False)
+    assert pre.video_crop == 88
+    out = pre("u1", {"video": _frames()})["video"]
+    assert out.shape == (5, 88, 88)
+    assert parser.parse_args([]).video_crop == 0

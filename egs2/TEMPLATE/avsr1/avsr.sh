@@ -57,6 +57,7 @@ asr_args=""
 inference_config=""
 inference_args=""
 inference_scales=""   # default: every scale the model was trained on
+scale_table_set=""    # set decoded too, whose per-scale WER/cost table (scale_table.json) drives --scale auto; default: valid_set, "none": skip
 inference_model=valid.acc.ave.pth  # average of the best checkpoints (keep_nbest_models), as the paper averages
 packed_model=""
 
@@ -68,6 +69,8 @@ Options are the variables at the top of $0, e.g. --stage 1 --stop_stage 13 --nj 
 . utils/parse_options.sh
 
 [ -n "${train_set}" ] && [ -n "${valid_set}" ] && [ -n "${test_sets}" ] || { echo "${help_message}" >&2; exit 1; }
+scale_table_set=${scale_table_set:-${valid_set}}
+[ "${scale_table_set}" = none ] && scale_table_set=""
 [ -n "${train_config}" ] || { echo "$0: --train_config is required" >&2; exit 1; }
 
 data_feats=${dumpdir}/raw
@@ -242,7 +245,7 @@ decode() {
     scales=${inference_scales:-$(model_scales "${config}")}
     local _cmd=${decode_cmd} _ngpu=0
     if "${gpu_inference}"; then _cmd=${cuda_cmd}; _ngpu=1; fi
-    for dset in ${test_sets}; do
+    for dset in ${scale_table_set} ${test_sets}; do
         _nj=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${dset}/text")")
         mkdir -p "${out}/${dset}/logdir"
         awk -v n="${_nj}" -v d="${out}/${dset}/logdir" '{print > (d "/keys." ((NR - 1) % n + 1) ".scp")}' \
@@ -275,7 +278,9 @@ score() {
     scales=${inference_scales:-$(model_scales "$1")}
     # shellcheck disable=SC2086
     ${python} -m espnet_mtsk.bin.score --decode_dir "$2" --data_dir "${data_feats}" \
-        --test_sets ${test_sets} --scales ${scales} --results "$3" --title "$(basename "${asr_exp}")"
+        --test_sets ${scale_table_set} ${test_sets} --scales ${scales} --results "$3" \
+        --title "$(basename "${asr_exp}")" \
+        ${scale_table_set:+--scale_table "$(dirname "$3")/scale_table.json" --scale_table_set "${scale_table_set}"}
 }
 
 if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
@@ -293,7 +298,8 @@ if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
     log "Stage 14: packing -> ${packed_model}"
     ${python} -m espnet_mtsk.bin.pack --asr_train_config "${asr_exp}/config.yaml" \
         --asr_model_file "${asr_exp}/${inference_model}" --outpath "${packed_model}" \
-        --option "${asr_exp}/RESULTS.md"
+        --option "${asr_exp}/RESULTS.md" \
+        ${scale_table_set:+--option "${asr_exp}/scale_table.json"}
 fi
 
 if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then

@@ -1,0 +1,97 @@
+"""Transcribing a user's video: a real face (scikit-image's astronaut) that
+speaks, with a tiny trained-from-scratch model packed the ESPnet way."""
+
+import importlib.util
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+if importlib.util.find_spec("mediapipe") is None:
+    pytest.skip("needs mediapipe (tools/install.sh)", allow_module_level=True)
+skimage_data = pytest.importorskip("skimage.data")
+cv2 = pytest.importorskip("cv2")
+
+from conftest import model_config  # noqa: E402
+from espnet_mtsk.bin.transcribe import load_media, main  # noqa: E402
+from espnet_mtsk.data.video import write_video_mp4  # noqa: E402
+from espnet_mtsk.tasks.avsr import AVSRTask  # noqa: E402
+
+SECONDS = 0.8
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory, llm_dir, whisper_dir):
+    """config.yaml, a checkpoint and the scale table of a mode-all model."""
+    folder = tmp_path_factory.mktemp("exp")
+    # The config.yaml training writes: every task option, as the parser fills it.
+    (folder / "model.yaml").write_text(yaml.safe_dump(model_config(llm_dir, whisper_dir, mode="all", lora="ms")))
+    args = AVSRTask.get_parser().parse_args(["--config", str(folder / "model.yaml")])
+    (folder / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    torch.manual_seed(0)
+    torch.save(AVSRTask.build_model(args).state_dict(), folder / "model.pth")
+    # Made-up dev numbers: a2_v1 is the most accurate, v1 the best lips-only.
+    rows = [("a2", 20, 25), ("a4", 30, 12.5), ("v1", 50, 25), ("v2", 60, 12.5),
+            ("a2_v1", 10, 50), ("a2_v2", 15, 37.5), ("a4_v1", 12, 37.5), ("a4_v2", 18, 25)]
+    table = {"scales": [dict(scale=s, wer=w, tokens_per_sec=t, rtf=0.1) for s, w, t in rows]}
+    (folder / "scale_table.json").write_text(json.dumps(table))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """A talking face at 30 fps with 22.05 kHz sound, the same without sound,
+    a faceless one and a corrupt file."""
+    folder = tmp_path_factory.mktemp("videos")
+    still = cv2.resize(skimage_data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    num = int(SECONDS * 30)
+    frames = np.stack([np.roll(still, t // 3, axis=1) for t in range(num)])
+    rate = 22050
+    t = np.arange(int(SECONDS * rate)) / rate
+    speech = 0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))
+    paths = {name: str(folder / f"{name}.mp4") for name in ("talk", "silent", "noface", "corrupt")}
+    write_video_mp4(paths["talk"], frames, fps=30, audio=speech, sample_rate=rate)
+    write_video_mp4(paths["silent"], frames, fps=30)
+    write_video_mp4(paths["noface"], np.full((num, 64, 64), 90, np.uint8), audio=speech, sample_rate=rate)
+    with open(paths["talk"], "rb") as f:
+        head = f.read(2000)
+    with open(paths["corrupt"], "wb") as f:
+        f.write(head)
+    return paths
+
+
+def test_media_is_resampled_and_cropped(videos, caplog):
+    with caplog.at_level(logging.INFO):
+        inputs = load_media(videos["talk"], {"audio", "video"})
+    assert abs(len(inputs["speech"]) - SECONDS * 16000) < 0.05 * 16000
+    assert inputs["video"].shape == (int(SECONDS * 25), 88, 88)
+    assert "22050 Hz, resampled to 16000" in caplog.text and "30 fps -> 25 fps" in caplog.text
+    silent = load_media(videos["silent"], {"audio", "video"})
+    assert set(silent) == {"video"}
+
+
+def test_transcribe_cli(model_files, videos, capsys, caplog):
+    args = ["--asr_model_file", str(model_files / "model.pth"), "--beam_size", "2", "--max_new_tokens", "3"]
+    files = [videos[n] for n in ("talk", "noface", "corrupt", "silent")]
+    with caplog.at_level(logging.INFO):
+        status = main(files + args + ["--scale", "a2_v1"])
+    out = capsys.readouterr().out.splitlines()
+    # The two readable faces come out, in order; the others are named.
+    assert [line.split()[0] for line in out] == [videos["talk"], videos["silent"]]
+    assert status == 1
+    assert f"{videos['noface']}" in caplog.text and "no face" in caplog.text.lower()
+    assert f"{videos['corrupt']}" in caplog.text
+    assert f"{videos['talk']}: decoded at a2_v1" in caplog.text
+    assert f"{videos['silent']}: decoded at v1" in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert main([videos["talk"], videos["silent"]] + args + ["--scale", "auto", "--budget_tokens_per_sec", "30"]) == 0
+    assert f"{videos['talk']}: decoded at a4_v2" in caplog.text
+    assert f"{videos['silent']}: decoded at v1" in caplog.text
+    with caplog.at_level(logging.INFO):
+        assert main([videos["talk"]] + args + ["--scale", "auto", "--budget_tokens_per_sec", "5"]) == 1
+    assert "no scale fits the budget" in caplog.text
