@@ -1,23 +1,29 @@
-"""A CI-sized run of egs2/synthgrid/avsr1: stages 1-15 on a few utterances."""
+"""A CI-sized run of egs2/synthgrid/avsr1: stages 1-15 on a few utterances, then run_compare.sh on its encoders and LLM."""
 
 import os
 import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from espnet_mtsk.scales import matryoshka_scales
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2" / "synthgrid" / "avsr1"
 TEST_SETS = ["test_clean", "test_snr-5", "test_snr0", "test_snr5", "test_snr10"]
+QUICK_TRAIN = "--max_epoch 1 --batch_size 4"
+QUICK_DECODE = "--max_new_tokens 3 --beam_size 2"
 
 
-def test_recipe_stages_1_to_15(tmp_path):
-    # The recipe writes data/, dump/ and exp/ where it runs: run a copy made
-    # of links to the real files.
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory):
+    """A copy of the recipe (links to its files) after stages 1-15, with
+    the completed process."""
+    tmp_path = tmp_path_factory.mktemp("synthgrid")
+    # The recipe writes data/, dump/ and exp/ where it runs.
     for entry in RECIPE.iterdir():
-        if entry.name not in ("data", "dump", "exp", "downloads"):
+        if entry.name not in ("data", "dump", "exp", "downloads") and not entry.name.endswith(".log"):
             (tmp_path / entry.name).symlink_to(entry)
     local_opts = (
         "--train_speakers 2 --dev_speakers 1 --test_speakers 1 --utts_per_speaker 4 "
@@ -29,14 +35,19 @@ def test_recipe_stages_1_to_15(tmp_path):
             "--local_data_opts", local_opts,
             "--llm_pretrain_opts", "--steps 5 --batch_size 8",
             "--encoder_pretrain_opts", "--epochs 1 --batch_size 4",
-            "--asr_args", "--max_epoch 1 --batch_size 4",
-            "--inference_args", "--max_new_tokens 3 --beam_size 2",
+            "--asr_args", QUICK_TRAIN,
+            "--inference_args", QUICK_DECODE,
         ],
         cwd=tmp_path,
         env={**os.environ, "SYNTHGRID": str(tmp_path / "downloads")},
         capture_output=True,
         text=True,
     )
+    return tmp_path, proc
+
+
+def test_recipe_stages_1_to_15(recipe_run):
+    tmp_path, proc = recipe_run
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     for name in ["train", "dev", *TEST_SETS]:
         assert (tmp_path / "data" / name / "video.scp").exists(), name
@@ -52,3 +63,32 @@ def test_recipe_stages_1_to_15(tmp_path):
     assert (decoded / "score_wer" / "result.txt").exists()
     assert len((decoded / "1best_recog" / "text").read_text().splitlines()) == 2
     assert list(exp.glob("*.zip"))
+
+
+def test_compare_trains_per_rate_models_beside_the_matryoshka_one(recipe_run):
+    tmp_path, proc = recipe_run
+    assert proc.returncode == 0, "the recipe run failed"
+    out = tmp_path / "results.md"
+    # A per-rate ASR model (audio encoder only), a per-rate AVSR one and an
+    # SS-LoRA Matryoshka model, all on the main run's encoders and LLM.
+    compare = subprocess.run(
+        [
+            "./run_compare.sh", "--compressors", "stack", "--loras", "ss",
+            "--scales", "a3 a3_v3", "--test_sets", "test_clean", "--out", str(out),
+            "--asr_args", QUICK_TRAIN, "--inference_args", QUICK_DECODE,
+        ],
+        cwd=tmp_path, capture_output=True, text=True,
+    )
+    assert compare.returncode == 0, compare.stdout[-4000:] + compare.stderr[-4000:]
+    exp = tmp_path / "exp"
+    per_rate = yaml.safe_load((exp / "asr_cmp_stack_rate_a3_seed0" / "config.yaml").read_text())
+    assert per_rate["model_conf"]["mode"] == "asr" and per_rate["model_conf"]["audio_rates"] == [3]
+    assert per_rate["compressor"] == "stack"
+    assert "video.pth" not in " ".join(per_rate["init_param"])
+    mtsk = yaml.safe_load((exp / "asr_cmp_stack_mtsk_ss_seed0" / "config.yaml").read_text())
+    assert mtsk["lora"] == "ss" and mtsk["model_conf"]["mode"] == "all"
+    table = out.read_text()
+    assert "## test_clean, stack" in table
+    assert "| scale | per-rate | SS-LoRA | gap |" in table
+    rows = re.findall(r"^\| (a3(?:_v3)?) \| [0-9.]+ \| [0-9.]+ \| [-+][0-9.]+ \|$", table, re.M)
+    assert rows == ["a3", "a3_v3"]

@@ -52,6 +52,7 @@ encoder_pretrain_opts=""  # options of espnet_mtsk.bin.encoder_pretrain
 # Training / decoding
 asr_tag=""
 asr_exp=""
+asr_stats_dir=""      # shape files of stage 10; default: exp/asr_stats_<asr_tag> (they depend on the data only: recipes comparing configs share one)
 train_config=""
 asr_args=""
 inference_config=""
@@ -152,11 +153,13 @@ fi
 
 encoder_dir=${expdir}/encoders
 config_encoders() {
-    # The modalities whose encoder the training config names.
+    # The modalities whose encoder the training config names and its mode reads.
     ${python} - "${train_config}" <<'PY'
 import sys, yaml
+from espnet_mtsk.scales import MODES
 conf = yaml.safe_load(open(sys.argv[1]))
-print(" ".join(m for m in ("audio", "video") if conf.get(f"{m}_encoder") not in (None, "none")))
+mode = conf.get("model_conf", {}).get("mode", "avsr")
+print(" ".join(m for m in MODES[mode] if conf.get(f"{m}_encoder") not in (None, "none")))
 PY
 }
 
@@ -198,7 +201,7 @@ if "${encoder_pretrain}"; then
         train_opts+=" ${encoder_dir}/${modality}.pth"
     done
 fi
-stats_dir=${expdir}/asr_stats_${asr_tag}
+stats_dir=${asr_stats_dir:-${expdir}/asr_stats_${asr_tag}}
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
     log "Stage 10: collect stats -> ${stats_dir}"

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""The accuracy table of the paper's comparison, from scored recipe decodings.
+
+Each experiment named on the command line (``exp/asr_<tag>``, trained and
+decoded by ``egs2/synthgrid/avsr1/run_compare.sh``) is classed by its
+config: one scale = a per-rate model, several = a Matryoshka model with its
+LoRA strategy. For every test set and compressor, writes one markdown table:
+WER (%) per scale for the per-rate models and each Matryoshka variant (the
+mean over seeds, with the spread when there are several), and the gap of
+the best Matryoshka variant to the per-rate model; then the wall time of the
+trainings (train.log's accounting line).
+
+    python bench/accuracy_table.py --exp_dir exp --data_dir dump/raw \
+        --test_sets test_clean test_snr0 --scales a3 v3 a3_v3 --out results.md TAG...
+"""
+
+import argparse
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import yaml
+
+from espnet_mtsk.scales import matryoshka_scales
+from espnet_mtsk.scoring import score_dir
+
+LORA_NAMES = {"ms": "MS-LoRA", "ss": "SS-LoRA", "mss": "MSS-LoRA"}
+TARGET_GAP = 0.3  # the issue's bound on Matryoshka WER minus per-rate WER
+
+
+def variant_of(conf: dict) -> Tuple[str, str, List[str]]:
+    """(compressor, variant, scale ids) of an experiment's config.yaml."""
+    mc = conf["model_conf"]
+    scales = [s.id for s in matryoshka_scales(mc["mode"], mc.get("audio_rates", ()), mc.get("video_rates", ()))]
+    variant = "per-rate" if len(scales) == 1 else LORA_NAMES.get(conf["lora"], conf["lora"])
+    return conf["compressor"], variant, scales
+
+
+def train_seconds(exp: Path) -> float:
+    found = re.findall(r"# Accounting: time=(\d+)", (exp / "train.log").read_text())
+    if not found:
+        raise ValueError(f"{exp / 'train.log'} has no accounting line: did training finish?")
+    return float(found[-1])
+
+
+def collect(exp_dir: Path, data_dir: Path, tags: List[str], test_sets: List[str]):
+    """WERs as {(test set, compressor, variant, scale): [per seed]} and
+    training seconds as {(compressor, variant): [per model]}."""
+    wers: Dict[Tuple, List[float]] = defaultdict(list)
+    seconds: Dict[Tuple, List[float]] = defaultdict(list)
+    for tag in tags:
+        exp = exp_dir / f"asr_{tag}"
+        conf = yaml.safe_load((exp / "config.yaml").read_text())
+        compressor, variant, scales = variant_of(conf)
+        decodes = sorted(exp.glob("decode_*"))
+        if not decodes:
+            raise ValueError(f"{exp} has no decode_* directory: run stage 12 first")
+        for test_set in test_sets:
+            for scale in scales:
+                score = score_dir(data_dir / test_set / "text", decodes[0] / test_set / scale, test_set, scale)
+                wers[test_set, compressor, variant, scale].append(score.wer)
+        seconds[compressor, variant].append(train_seconds(exp))
+    return wers, seconds
+
+
+def cell(values: List[float]) -> str:
+    if not values:
+        return "—"
+    mean = statistics.mean(values)
+    if len(values) == 1:
+        return f"{mean:.1f}"
+    return f"{mean:.1f} ± {statistics.stdev(values):.1f}"
+
+
+def markdown(wers, seconds, test_sets, scales, command) -> str:
+    compressors = sorted({k[1] for k in wers})
+    variants = ["per-rate"] + [v for v in LORA_NAMES.values() if any(k[2] == v for k in wers)]
+    seeds = max(len(v) for v in wers.values())
+    out = [
+        "# Matryoshka vs per-rate models on SynthGRID",
+        "",
+        "WER (%) on the unseen test voices, "
+        f"{'mean ± std over ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}. "
+        "Per-rate: one model per scale (the Llama-AVSR baseline); MS / SS / MSS: "
+        "one Matryoshka model for every scale (ASR, VSR and AVSR together), with "
+        "one LoRA for all scales, one per scale, or both. Same data, stand-in LLM, "
+        "pre-trained encoders, steps and seed for all. Gap: best Matryoshka "
+        f"variant minus per-rate (target: <= {TARGET_GAP}).",
+        "",
+        "Regenerate:",
+        "",
+        "```sh",
+        command,
+        "```",
+    ]
+    met = missed = 0
+    for test_set in test_sets:
+        for compressor in compressors:
+            out += ["", f"## {test_set}, {compressor}", ""]
+            out.append("| scale | " + " | ".join(variants) + " | gap |")
+            out.append("|---" * (len(variants) + 2) + "|")
+            for scale in scales:
+                values = {v: wers.get((test_set, compressor, v, scale), []) for v in variants}
+                row = [scale] + [cell(values[v]) for v in variants]
+                mtsk = [statistics.mean(values[v]) for v in variants[1:] if values[v]]
+                if values["per-rate"] and mtsk:
+                    gap = min(mtsk) - statistics.mean(values["per-rate"])
+                    met += gap <= TARGET_GAP
+                    missed += gap > TARGET_GAP
+                    row.append(f"{gap:+.1f}")
+                else:
+                    row.append("—")
+                out.append("| " + " | ".join(row) + " |")
+    out += ["", f"Target met at {met} of {met + missed} (test set, compressor, scale) cells.", ""]
+    out += ["## Training wall time", "", "| compressor | models | seconds (all seeds) |", "|---|---|---|"]
+    for compressor in compressors:
+        for variant in variants:
+            if (compressor, variant) in seconds:
+                times = seconds[compressor, variant]
+                label = f"{variant} ({len(times)} models)" if variant == "per-rate" else variant
+                out.append(f"| {compressor} | {label} | {sum(times):.0f} |")
+    return "\n".join(out) + "\n"
+
+
+def main(cmd=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp_dir", type=Path, required=True)
+    parser.add_argument("--data_dir", type=Path, required=True, help="holds <test_set>/text")
+    parser.add_argument("--test_sets", nargs="+", required=True)
+    parser.add_argument("--scales", nargs="+", required=True, help="row order")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--command", default="", help="the command that regenerates the table")
+    parser.add_argument("tags", nargs="+", help="experiments exp_dir/asr_<tag>")
+    args = parser.parse_args(cmd)
+    wers, seconds = collect(args.exp_dir, args.data_dir, args.tags, args.test_sets)
+    text = markdown(wers, seconds, args.test_sets, args.scales, args.command)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

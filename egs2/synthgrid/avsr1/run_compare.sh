@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The paper's comparison on SynthGRID: at every scale of conf/train_avsr_mtsk.yaml,
+# one model per rate (the Llama-AVSR baseline: mode asr, vsr or avsr with a
+# single rate per modality) against the Matryoshka model with MS-, SS- and
+# MSS-LoRA, for each compressor. Every model gets the same data, stand-in
+# LLM, pre-trained encoders, steps and seed; only the overrides below differ.
+# Writes docs/results.md (bench/accuracy_table.py) from the scored decodings.
+#   ./run_compare.sh [--compressors "avgpool stack"] [--loras "ms ss mss"] [--seeds "0 1"]
+#                    [--scales "a3 a3_v3"] [--asr_args ...] [--inference_args ...]
+set -euo pipefail
+
+compressors="avgpool stack"
+loras="ms ss mss"
+seeds="0"
+scales=""            # the per-rate models and the table's rows; default: every scale of the config
+test_sets="test_clean test_snr0 test_snr5"
+train_config=conf/train_avsr_mtsk.yaml
+asr_args=""         # passed to every training (e.g. --max_epoch 1 for a quick check)
+inference_args=""
+root=$(cd "$(dirname "$(readlink -f "$0")")/../../.." && pwd)
+out=${root}/docs/results.md
+
+. ./path.sh
+. utils/parse_options.sh
+
+# Stages 1-10 of the main run (data, LLM, encoders, shape files) are shared.
+base_stats=exp/asr_stats_$(basename "${train_config}" .yaml)
+if [ ! -e "${base_stats}/train/speech_shape" ] || [ ! -e exp/encoders/video.pth ]; then
+    ./run.sh --stage 1 --stop_stage 10 --train_config "${train_config}"
+fi
+
+[ -n "${scales}" ] || scales=$(python3 - "${train_config}" <<'PY'
+import sys, yaml
+from espnet_mtsk.scales import matryoshka_scales
+conf = yaml.safe_load(open(sys.argv[1]))["model_conf"]
+print(" ".join(s.id for s in matryoshka_scales(conf["mode"], conf["audio_rates"], conf["video_rates"])))
+PY
+)
+
+variant_config() {
+    # variant_config <out.yaml> <compressor> <lora> <seed> [scale]: the base
+    # config with these overrides; with a scale, a model of that scale alone
+    # (e.g. a3_v6: mode avsr, audio_rates [3], video_rates [6]).
+    python3 - "${train_config}" "$@" <<'PY'
+import sys, yaml
+from espnet_mtsk.scales import parse_scale
+base, out, compressor, lora, seed, *scale = sys.argv[1:]
+conf = yaml.safe_load(open(base))
+conf.update(compressor=compressor, lora=lora, seed=int(seed))
+if scale:
+    rates = dict(parse_scale(scale[0]).rates)
+    conf["model_conf"]["mode"] = {("audio",): "asr", ("video",): "vsr"}.get(tuple(rates), "avsr")
+    for modality in ("audio", "video"):
+        conf["model_conf"][f"{modality}_rates"] = [rates[modality]] if modality in rates else []
+yaml.safe_dump(conf, open(out, "w"), sort_keys=False)
+PY
+}
+
+train_and_decode() {
+    # train_and_decode <tag> <config>; a scored model is kept.
+    [ -e "exp/asr_$1/RESULTS.md" ] && return
+    ./run.sh --stage 11 --stop_stage 13 --train_config "$2" \
+        --asr_tag "$1" --asr_stats_dir "${base_stats}" \
+        --test_sets "${test_sets}" --scale_table_set none \
+        --asr_args "${asr_args}" --inference_args "${inference_args}"
+}
+
+conf_dir=exp/compare_configs
+mkdir -p "${conf_dir}"
+tags=()
+for seed in ${seeds}; do
+    for compressor in ${compressors}; do
+        for scale in ${scales}; do
+            tag=cmp_${compressor}_rate_${scale}_seed${seed}
+            variant_config "${conf_dir}/${tag}.yaml" "${compressor}" ms "${seed}" "${scale}"
+            train_and_decode "${tag}" "${conf_dir}/${tag}.yaml"
+            tags+=("${tag}")
+        done
+        for lora in ${loras}; do
+            tag=cmp_${compressor}_mtsk_${lora}_seed${seed}
+            variant_config "${conf_dir}/${tag}.yaml" "${compressor}" "${lora}" "${seed}"
+            train_and_decode "${tag}" "${conf_dir}/${tag}.yaml"
+            tags+=("${tag}")
+        done
+    done
+done
+
+python3 "${root}/bench/accuracy_table.py" --exp_dir exp --data_dir dump/raw \
+    --test_sets ${test_sets} --scales ${scales} --out "${out}" \
+    --command "cd egs2/synthgrid/avsr1 && ./run_compare.sh --compressors \"${compressors}\" --loras \"${loras}\" --seeds \"${seeds}\"" \
+    "${tags[@]}"
