@@ -1,3 +1,6 @@
+from pathlib import Path
+
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -46,3 +49,16 @@ def test_cost_report_prints_every_scale(tmp_path, capsys):
     out = capsys.readouterr().out
     for scale in ("a4", "a16", "v2", "v5", "a4_v2", "a16_v5"):
         assert f"| {scale} |" in out
+
+
+@pytest.mark.parametrize(
+    "config", sorted((Path(__file__).resolve().parents[1] / "conf" / "tuning").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_cost_report_reads_the_paper_configs(config, capsys):
+    # They leave the LLM folder null (db.sh fills it): the shape comes from
+    # --llm_shape and the prompt length from a word count.
+    cost_report.main(["--config", str(config), "--llm_shape", "llama-3.2-1b"])
+    out = capsys.readouterr().out
+    assert "word count" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "scale" not in line]
+    assert rows and all(float(line.split("|")[4]) > 0 for line in rows)

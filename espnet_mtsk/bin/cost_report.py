@@ -23,13 +23,18 @@ from espnet_mtsk.llm.causal_lm import PROMPTS
 from espnet_mtsk.scales import matryoshka_scales
 
 
+def _llm_folder(config: dict) -> Path:
+    # The paper's configs leave model_dir null: run.sh fills it from db.sh.
+    folder = Path((config.get("llm_conf") or {}).get("model_dir") or "")
+    return folder.parent if folder.is_file() else folder
+
+
 def _llm_shape(config: dict, name: str):
     if name in LLM_SHAPES:
         return LLM_SHAPES[name], name
     if name:
         return json.loads(Path(name).read_text()), name
-    folder = Path((config.get("llm_conf") or {}).get("model_dir", ""))
-    folder = folder.parent if folder.is_file() else folder
+    folder = _llm_folder(config)
     if not (folder / "config.json").is_file():
         raise SystemExit(
             f"the config's LLM folder '{folder}' has no config.json here: pass "
@@ -39,8 +44,7 @@ def _llm_shape(config: dict, name: str):
 
 
 def _prompt_tokens(config: dict):
-    folder = Path((config.get("llm_conf") or {}).get("model_dir", ""))
-    folder = folder.parent if folder.is_file() else folder
+    folder = _llm_folder(config)
     try:
         from transformers import AutoTokenizer
 
