@@ -4,11 +4,12 @@
 Each experiment named on the command line (``exp/asr_<tag>``, trained and
 decoded by ``egs2/synthgrid/avsr1/run_compare.sh``) is classed by its
 config: one scale = a per-rate model, several = a Matryoshka model with its
-LoRA strategy. For every test set and compressor, writes one markdown table:
+LoRA strategy, for one task or (mode all) for every task. For every test set and compressor, writes one markdown table:
 WER (%) per scale for the per-rate models and each Matryoshka variant (the
 mean over seeds, with the spread when there are several), and the gap of
-the best Matryoshka variant to the per-rate model; then the wall time of the
-trainings (train.log's accounting line).
+the best Matryoshka variant to the per-rate model. Training cost is
+bench/train_step.py's: wall times of recipe runs depend on what else the
+machine runs.
 
     python bench/accuracy_table.py --exp_dir exp --data_dir dump/raw \
         --test_sets test_clean test_snr0 --scales a3 v3 a3_v3 --out results.md TAG...
@@ -27,6 +28,7 @@ from espnet_mtsk.scales import matryoshka_scales
 from espnet_mtsk.scoring import score_dir
 
 LORA_NAMES = {"ms": "MS-LoRA", "ss": "SS-LoRA", "mss": "MSS-LoRA"}
+ALL_TASKS = ", all tasks"  # one model for ASR, VSR and AVSR (mode: all)
 TARGET_GAP = 0.3  # the issue's bound on Matryoshka WER minus per-rate WER
 
 
@@ -34,24 +36,27 @@ def variant_of(conf: dict) -> Tuple[str, str, List[str]]:
     """(compressor, variant, scale ids) of an experiment's config.yaml."""
     mc = conf["model_conf"]
     scales = [s.id for s in matryoshka_scales(mc["mode"], mc.get("audio_rates", ()), mc.get("video_rates", ()))]
-    variant = "per-rate" if len(scales) == 1 else LORA_NAMES.get(conf["lora"], conf["lora"])
+    if len(scales) == 1:
+        variant = "per-rate"
+    else:
+        variant = LORA_NAMES.get(conf["lora"], conf["lora"])
+        if mc["mode"] == "all":
+            variant += ALL_TASKS
     return conf["compressor"], variant, scales
 
 
-def train_seconds(exp: Path) -> float:
-    found = re.findall(r"# Accounting: time=(\d+)", (exp / "train.log").read_text())
-    if not found:
+def check_finished(exp: Path) -> None:
+    # run.sh's launcher writes the accounting line when training has ended.
+    if not re.search(r"^# Accounting: time=", (exp / "train.log").read_text(), re.M):
         raise ValueError(f"{exp / 'train.log'} has no accounting line: did training finish?")
-    return float(found[-1])
 
 
 def collect(exp_dir: Path, data_dir: Path, tags: List[str], test_sets: List[str]):
-    """WERs as {(test set, compressor, variant, scale): [per seed]} and
-    training seconds as {(compressor, variant): [per model]}."""
+    """WERs as {(test set, compressor, variant, scale): [one per seed]}."""
     wers: Dict[Tuple, List[float]] = defaultdict(list)
-    seconds: Dict[Tuple, List[float]] = defaultdict(list)
     for tag in tags:
         exp = exp_dir / f"asr_{tag}"
+        check_finished(exp)
         conf = yaml.safe_load((exp / "config.yaml").read_text())
         compressor, variant, scales = variant_of(conf)
         decodes = sorted(exp.glob("decode_*"))
@@ -61,8 +66,7 @@ def collect(exp_dir: Path, data_dir: Path, tags: List[str], test_sets: List[str]
             for scale in scales:
                 score = score_dir(data_dir / test_set / "text", decodes[0] / test_set / scale, test_set, scale)
                 wers[test_set, compressor, variant, scale].append(score.wer)
-        seconds[compressor, variant].append(train_seconds(exp))
-    return wers, seconds
+    return wers
 
 
 def cell(values: List[float]) -> str:
@@ -74,20 +78,22 @@ def cell(values: List[float]) -> str:
     return f"{mean:.1f} ± {statistics.stdev(values):.1f}"
 
 
-def markdown(wers, seconds, test_sets, scales, command) -> str:
+def markdown(wers, test_sets, scales, command) -> str:
     compressors = sorted({k[1] for k in wers})
-    variants = ["per-rate"] + [v for v in LORA_NAMES.values() if any(k[2] == v for k in wers)]
+    names = list(LORA_NAMES.values()) + [v + ALL_TASKS for v in LORA_NAMES.values()]
+    variants = ["per-rate"] + [v for v in names if any(k[2] == v for k in wers)]
     seeds = max(len(v) for v in wers.values())
     out = [
         "# Matryoshka vs per-rate models on SynthGRID",
         "",
         "WER (%) on the unseen test voices, "
         f"{'mean ± std over ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}. "
-        "Per-rate: one model per scale (the Llama-AVSR baseline); MS / SS / MSS: "
-        "one Matryoshka model for every scale (ASR, VSR and AVSR together), with "
-        "one LoRA for all scales, one per scale, or both. Same data, stand-in LLM, "
-        "pre-trained encoders, steps and seed for all. Gap: best Matryoshka "
-        f"variant minus per-rate (target: <= {TARGET_GAP}).",
+        "Per-rate: one model per scale (the Llama-AVSR baseline). MS / SS / MSS: "
+        "a Matryoshka model per task (ASR, VSR or AVSR: every rate of that task, "
+        "as in the paper) with one LoRA for all its scales, one per scale, or both; "
+        f"'{ALL_TASKS[2:]}': one Matryoshka model for the scales of every task. "
+        "Same data, stand-in LLM, pre-trained encoders, steps and seed for all. "
+        f"Gap: best Matryoshka variant minus per-rate (target: <= {TARGET_GAP}).",
         "",
         "Regenerate:",
         "",
@@ -113,14 +119,7 @@ def markdown(wers, seconds, test_sets, scales, command) -> str:
                 else:
                     row.append("—")
                 out.append("| " + " | ".join(row) + " |")
-    out += ["", f"Target met at {met} of {met + missed} (test set, compressor, scale) cells.", ""]
-    out += ["## Training wall time", "", "| compressor | models | seconds (all seeds) |", "|---|---|---|"]
-    for compressor in compressors:
-        for variant in variants:
-            if (compressor, variant) in seconds:
-                times = seconds[compressor, variant]
-                label = f"{variant} ({len(times)} models)" if variant == "per-rate" else variant
-                out.append(f"| {compressor} | {label} | {sum(times):.0f} |")
+    out += ["", f"Target met at {met} of {met + missed} (test set, compressor, scale) cells."]
     return "\n".join(out) + "\n"
 
 
@@ -134,8 +133,8 @@ def main(cmd=None):
     parser.add_argument("--command", default="", help="the command that regenerates the table")
     parser.add_argument("tags", nargs="+", help="experiments exp_dir/asr_<tag>")
     args = parser.parse_args(cmd)
-    wers, seconds = collect(args.exp_dir, args.data_dir, args.tags, args.test_sets)
-    text = markdown(wers, seconds, args.test_sets, args.scales, args.command)
+    wers = collect(args.exp_dir, args.data_dir, args.tags, args.test_sets)
+    text = markdown(wers, args.test_sets, args.scales, args.command)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -10,13 +10,13 @@ import accuracy_table  # noqa: E402
 REFS = {"u1": "bin blue at a one now", "u2": "set red by b two soon"}
 
 
-def fake_experiment(exp_dir, data_dir, tag, conf, hyps, seconds=100):
+def fake_experiment(exp_dir, data_dir, tag, conf, hyps):
     """exp_dir/asr_<tag> as run_compare.sh leaves it: config, train.log and
     one decoding per scale; ``hyps`` maps a scale to its hypotheses."""
     exp = exp_dir / f"asr_{tag}"
     exp.mkdir(parents=True)
     (exp / "config.yaml").write_text(yaml.safe_dump(conf))
-    (exp / "train.log").write_text(f"...\n# Accounting: time={seconds} threads=1\n")
+    (exp / "train.log").write_text("...\n# Accounting: time=100 threads=1\n")
     for scale, texts in hyps.items():
         best = exp / "decode_x" / "test" / scale / "1best_recog"
         best.mkdir(parents=True)
@@ -36,20 +36,21 @@ def test_table_compares_each_matryoshka_variant_with_the_per_rate_model(tmp_path
     exp, data = tmp_path / "exp", tmp_path / "data"
     right = list(REFS.values())
     one_wrong = ["bin blue at a one now", "set red by b three soon"]  # 1 of 12 words
-    fake_experiment(exp, data, "rate_a3", conf("asr", audio=(3,)), {"a3": right}, seconds=60)
-    fake_experiment(exp, data, "rate_a6", conf("asr", audio=(6,)), {"a6": one_wrong}, seconds=40)
+    fake_experiment(exp, data, "rate_a3", conf("asr", audio=(3,)), {"a3": right})
+    fake_experiment(exp, data, "rate_a6", conf("asr", audio=(6,)), {"a6": one_wrong})
     fake_experiment(exp, data, "ms", conf("asr", "ms"), {"a3": one_wrong, "a6": one_wrong})
     fake_experiment(exp, data, "ss", conf("asr", "ss"), {"a3": one_wrong, "a6": right})
+    every_task = {s: one_wrong for s in ("a3", "a6", "v3", "a3_v3", "a6_v3")}
+    fake_experiment(exp, data, "all", conf("all", "mss"), {**every_task, "a3": right})
     out = tmp_path / "results.md"
     accuracy_table.main(["--exp_dir", str(exp), "--data_dir", str(data), "--test_sets", "test",
                          "--scales", "a3", "a6", "--out", str(out), "--command", "./run_compare.sh",
-                         "rate_a3", "rate_a6", "ms", "ss"])
+                         "rate_a3", "rate_a6", "ms", "ss", "all"])
     text = out.read_text()
-    assert "| scale | per-rate | MS-LoRA | SS-LoRA | gap |" in text
-    assert "| a3 | 0.0 | 8.3 | 8.3 | +8.3 |" in text
-    assert "| a6 | 8.3 | 8.3 | 0.0 | -8.3 |" in text
-    assert "Target met at 1 of 2" in text
-    assert "| avgpool | per-rate (2 models) | 100 |" in text
+    assert "| scale | per-rate | MS-LoRA | SS-LoRA | MSS-LoRA, all tasks | gap |" in text
+    assert "| a3 | 0.0 | 8.3 | 8.3 | 0.0 | +0.0 |" in text
+    assert "| a6 | 8.3 | 8.3 | 0.0 | 8.3 | -8.3 |" in text
+    assert "Target met at 2 of 2" in text
     assert "./run_compare.sh" in text
 
 
@@ -57,7 +58,7 @@ def test_seeds_are_averaged_with_their_spread(tmp_path):
     exp, data = tmp_path / "exp", tmp_path / "data"
     fake_experiment(exp, data, "s0", conf("asr", audio=(3,)), {"a3": list(REFS.values())})
     fake_experiment(exp, data, "s1", conf("asr", audio=(3,)), {"a3": ["", "set red by b two soon"]})
-    wers, _ = accuracy_table.collect(exp, data, ["s0", "s1"], ["test"])
+    wers = accuracy_table.collect(exp, data, ["s0", "s1"], ["test"])
     assert wers["test", "avgpool", "per-rate", "a3"] == [0.0, 50.0]
     assert accuracy_table.cell([0.0, 50.0]) == "25.0 ± 35.4"
 

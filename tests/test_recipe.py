@@ -69,11 +69,11 @@ def test_compare_trains_per_rate_models_beside_the_matryoshka_one(recipe_run):
     tmp_path, proc = recipe_run
     assert proc.returncode == 0, "the recipe run failed"
     out = tmp_path / "results.md"
-    # A per-rate ASR model (audio encoder only), a per-rate AVSR one and an
-    # SS-LoRA Matryoshka model, all on the main run's encoders and LLM.
+    # Per-rate ASR (audio encoder only) and AVSR models, and SS-LoRA
+    # Matryoshka models for ASR and AVSR, on the main run's encoders and LLM.
     compare = subprocess.run(
         [
-            "./run_compare.sh", "--compressors", "stack", "--loras", "ss",
+            "./run_compare.sh", "--compressors", "stack", "--loras", "ss", "--mtsk_modes", "asr avsr",
             "--scales", "a3 a3_v3", "--test_sets", "test_clean", "--out", str(out),
             "--asr_args", QUICK_TRAIN, "--inference_args", QUICK_DECODE,
         ],
@@ -85,8 +85,9 @@ def test_compare_trains_per_rate_models_beside_the_matryoshka_one(recipe_run):
     assert per_rate["model_conf"]["mode"] == "asr" and per_rate["model_conf"]["audio_rates"] == [3]
     assert per_rate["compressor"] == "stack"
     assert "video.pth" not in " ".join(per_rate["init_param"])
-    mtsk = yaml.safe_load((exp / "asr_cmp_stack_mtsk_ss_seed0" / "config.yaml").read_text())
-    assert mtsk["lora"] == "ss" and mtsk["model_conf"]["mode"] == "all"
+    mtsk = yaml.safe_load((exp / "asr_cmp_stack_mtsk_ss_asr_seed0" / "config.yaml").read_text())
+    assert mtsk["lora"] == "ss" and mtsk["model_conf"]["mode"] == "asr"
+    assert mtsk["model_conf"]["audio_rates"] == [3, 6]
     table = out.read_text()
     assert "## test_clean, stack" in table
     assert "| scale | per-rate | SS-LoRA | gap |" in table

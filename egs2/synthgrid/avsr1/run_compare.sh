@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # The paper's comparison on SynthGRID: at every scale of conf/train_avsr_mtsk.yaml,
 # one model per rate (the Llama-AVSR baseline: mode asr, vsr or avsr with a
-# single rate per modality) against the Matryoshka model with MS-, SS- and
-# MSS-LoRA, for each compressor. Every model gets the same data, stand-in
-# LLM, pre-trained encoders, steps and seed; only the overrides below differ.
-# Writes docs/results.md (bench/accuracy_table.py) from the scored decodings.
-#   ./run_compare.sh [--compressors "avgpool stack"] [--loras "ms ss mss"] [--seeds "0 1"]
-#                    [--scales "a3 a3_v3"] [--asr_args ...] [--inference_args ...]
+# single rate per modality) against Matryoshka models with MS-, SS- and
+# MSS-LoRA, for each compressor. As in the paper, a Matryoshka model per task
+# (mode asr: the audio rates; vsr: the video rates; avsr: their cross
+# product); mode "all" adds the recipe's single model for every task. Every
+# model gets the same data, stand-in LLM, pre-trained encoders, steps and
+# seed; only the overrides below differ. Writes docs/results.md
+# (bench/accuracy_table.py) from the scored decodings.
+#   ./run_compare.sh [--compressors "avgpool stack"] [--loras "ms ss mss"]
+#                    [--mtsk_modes "asr vsr avsr all"] [--seeds "0 1"] [--scales "a3 a3_v3"]
+#                    [--asr_args ...] [--inference_args ...] [--table_only true]
 set -euo pipefail
 
 compressors="avgpool stack"
 loras="ms ss mss"
+mtsk_modes="asr vsr avsr"
 seeds="0"
 scales=""            # the per-rate models and the table's rows; default: every scale of the config
 test_sets="test_clean test_snr0 test_snr5"
 train_config=conf/train_avsr_mtsk.yaml
 asr_args=""         # passed to every training (e.g. --max_epoch 1 for a quick check)
 inference_args=""
+table_only=false    # tabulate the models already scored, train nothing
 root=$(cd "$(dirname "$(readlink -f "$0")")/../../.." && pwd)
 out=${root}/docs/results.md
 
@@ -25,7 +31,7 @@ out=${root}/docs/results.md
 
 # Stages 1-10 of the main run (data, LLM, encoders, shape files) are shared.
 base_stats=exp/asr_stats_$(basename "${train_config}" .yaml)
-if [ ! -e "${base_stats}/train/speech_shape" ] || [ ! -e exp/encoders/video.pth ]; then
+if ! "${table_only}" && { [ ! -e "${base_stats}/train/speech_shape" ] || [ ! -e exp/encoders/video.pth ]; }; then
     ./run.sh --stage 1 --stop_stage 10 --train_config "${train_config}"
 fi
 
@@ -38,20 +44,25 @@ PY
 )
 
 variant_config() {
-    # variant_config <out.yaml> <compressor> <lora> <seed> [scale]: the base
-    # config with these overrides; with a scale, a model of that scale alone
-    # (e.g. a3_v6: mode avsr, audio_rates [3], video_rates [6]).
+    # variant_config <out.yaml> <compressor> <lora> <seed> <mode or scale>:
+    # the base config with these overrides. A mode keeps the base rates of
+    # its modalities; a scale makes a model of that scale alone (e.g. a3_v6:
+    # mode avsr, audio_rates [3], video_rates [6]).
     python3 - "${train_config}" "$@" <<'PY'
 import sys, yaml
-from espnet_mtsk.scales import parse_scale
-base, out, compressor, lora, seed, *scale = sys.argv[1:]
+from espnet_mtsk.scales import MODES, parse_scale
+base, out, compressor, lora, seed, what = sys.argv[1:]
 conf = yaml.safe_load(open(base))
 conf.update(compressor=compressor, lora=lora, seed=int(seed))
-if scale:
-    rates = dict(parse_scale(scale[0]).rates)
-    conf["model_conf"]["mode"] = {("audio",): "asr", ("video",): "vsr"}.get(tuple(rates), "avsr")
-    for modality in ("audio", "video"):
-        conf["model_conf"][f"{modality}_rates"] = [rates[modality]] if modality in rates else []
+mc = conf["model_conf"]
+if what in MODES:
+    mc["mode"] = what
+    rates = {m: mc[f"{m}_rates"] for m in MODES[what]}
+else:
+    rates = {m: [r] for m, r in parse_scale(what).rates}
+    mc["mode"] = {("audio",): "asr", ("video",): "vsr"}.get(tuple(rates), "avsr")
+for modality in ("audio", "video"):
+    mc[f"{modality}_rates"] = rates.get(modality, [])
 yaml.safe_dump(conf, open(out, "w"), sort_keys=False)
 PY
 }
@@ -68,24 +79,34 @@ train_and_decode() {
 conf_dir=exp/compare_configs
 mkdir -p "${conf_dir}"
 tags=()
+run_variant() {
+    # run_variant <tag> <compressor> <lora> <seed> <mode or scale>
+    local tag=$1
+    shift
+    if "${table_only}"; then
+        if [ -e "exp/asr_${tag}/RESULTS.md" ]; then tags+=("${tag}"); else echo "not run yet: ${tag}"; fi
+        return
+    fi
+    variant_config "${conf_dir}/${tag}.yaml" "$@"
+    train_and_decode "${tag}" "${conf_dir}/${tag}.yaml"
+    tags+=("${tag}")
+}
 for seed in ${seeds}; do
     for compressor in ${compressors}; do
         for scale in ${scales}; do
-            tag=cmp_${compressor}_rate_${scale}_seed${seed}
-            variant_config "${conf_dir}/${tag}.yaml" "${compressor}" ms "${seed}" "${scale}"
-            train_and_decode "${tag}" "${conf_dir}/${tag}.yaml"
-            tags+=("${tag}")
+            run_variant "cmp_${compressor}_rate_${scale}_seed${seed}" "${compressor}" ms "${seed}" "${scale}"
         done
         for lora in ${loras}; do
-            tag=cmp_${compressor}_mtsk_${lora}_seed${seed}
-            variant_config "${conf_dir}/${tag}.yaml" "${compressor}" "${lora}" "${seed}"
-            train_and_decode "${tag}" "${conf_dir}/${tag}.yaml"
-            tags+=("${tag}")
+            for mode in ${mtsk_modes}; do
+                suffix=_${mode}
+                [ "${mode}" = all ] && suffix=""
+                run_variant "cmp_${compressor}_mtsk_${lora}${suffix}_seed${seed}" "${compressor}" "${lora}" "${seed}" "${mode}"
+            done
         done
     done
 done
 
 python3 "${root}/bench/accuracy_table.py" --exp_dir exp --data_dir dump/raw \
     --test_sets ${test_sets} --scales ${scales} --out "${out}" \
-    --command "cd egs2/synthgrid/avsr1 && ./run_compare.sh --compressors \"${compressors}\" --loras \"${loras}\" --seeds \"${seeds}\"" \
+    --command "cd egs2/synthgrid/avsr1 && ./run_compare.sh --compressors \"${compressors}\" --loras \"${loras}\" --mtsk_modes \"${mtsk_modes}\" --seeds \"${seeds}\"" \
     "${tags[@]}"
