@@ -25,7 +25,7 @@ nj=2                  # jobs for data preparation
 inference_nj=2        # jobs for decoding
 ngpu=0                # GPUs for training (0: CPU)
 gpu_inference=false
-num_nodes=1
+num_nodes=1           # >1: stage 11 on several nodes (cmd_backend=slurm; --ngpu GPUs per node)
 dumpdir=dump
 expdir=exp
 python=python3
@@ -222,9 +222,19 @@ fi
 if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
     log "Stage 11: training -> ${asr_exp}"
     mkdir -p "${asr_exp}"
+    launcher=()
+    if [ "${num_nodes}" -gt 1 ]; then
+        [ "${cmd_backend}" = slurm ] || { echo "$0: --num_nodes ${num_nodes} needs cmd_backend=slurm (cmd.sh)" >&2; exit 1; }
+        # ESPnet's multi-node mode (espnet2/bin/launch.py): srun starts one
+        # process per node, each spawns one per GPU; they meet through a
+        # file on the shared file system.
+        launcher=(srun --export=ALL)
+        train_opts+=" --multiprocessing_distributed true --dist_launcher slurm"
+        train_opts+=" --dist_init_method file://$(pwd)/${asr_exp}/.dist_init_$(date +%s%N)"
+    fi
     # shellcheck disable=SC2046,SC2086
-    ${cuda_cmd} --gpu "${ngpu}" "${asr_exp}/train.log" \
-        ${python} -m espnet_mtsk.bin.avsr_train --ngpu "${ngpu}" ${train_opts} \
+    ${cuda_cmd} --gpu "${ngpu}" --num_nodes "${num_nodes}" "${asr_exp}/train.log" \
+        "${launcher[@]}" ${python} -m espnet_mtsk.bin.avsr_train --ngpu "${ngpu}" ${train_opts} \
         $(data_args --train_data_path_and_name_and_type "${data_feats}/${train_set}" text) \
         $(data_args --valid_data_path_and_name_and_type "${data_feats}/${valid_set}" text) \
         --train_shape_file "${stats_dir}/train/speech_shape" \

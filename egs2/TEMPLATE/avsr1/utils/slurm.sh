@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Slurm back end with the interface of utils/run.sh:
-#   slurm.sh [--gpu N] [--mem M] [--num_threads N] [JOB=1:N] LOG COMMAND...
+#   slurm.sh [--gpu N] [--mem M] [--num_threads N] [--num_nodes N] [JOB=1:N] LOG COMMAND...
 # Submits one array job with sbatch --wait; extra sbatch flags come from
-# $SLURM_SBATCH_OPTS (partition, account, time limit...).
+# $SLURM_SBATCH_OPTS (partition, account, time limit...). With --num_nodes N
+# each job holds N nodes and one task per node (--gpu GPUs each): COMMAND
+# starts with srun to run on all of them, as ESPnet's multi-node training does.
 set -u
 sbatch_opts=()
 while [[ $# -gt 0 && "$1" == --* ]]; do
@@ -10,6 +12,7 @@ while [[ $# -gt 0 && "$1" == --* ]]; do
         --gpu) [ "$2" -gt 0 ] && sbatch_opts+=("--gres=gpu:$2") ;;
         --mem) sbatch_opts+=("--mem=$2") ;;
         --num_threads) sbatch_opts+=("--cpus-per-task=$2") ;;
+        --num_nodes) [ "$2" -gt 1 ] && sbatch_opts+=("--nodes=$2" "--ntasks-per-node=1") ;;
         *) echo "$0: unknown option $1" >&2; exit 1 ;;
     esac
     shift 2

@@ -1,0 +1,69 @@
+"""Stage 11 on several nodes: avsr.sh -> utils/slurm.sh -> sbatch -> srun,
+with a stand-in sbatch that records what slurm would be asked to run."""
+
+import os
+import subprocess
+from pathlib import Path
+
+RECIPE = Path(__file__).resolve().parents[1] / "egs2" / "synthgrid" / "avsr1"
+
+FAKE_SBATCH = """#!/usr/bin/env bash
+printf '%s\\n' "$@" > "$FAKE_SLURM/sbatch.args"
+"""
+
+
+def stage_11(tmp_path, backend, *options):
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    for entry in RECIPE.iterdir():
+        if entry.name not in ("data", "dump", "exp", "downloads"):
+            (recipe / entry.name).symlink_to(entry)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    (bin_dir / "sbatch").chmod(0o755)
+    env = {**os.environ, "cmd_backend": backend, "FAKE_SLURM": str(tmp_path),
+           "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return subprocess.run(
+        ["./avsr.sh", "--stage", "11", "--stop_stage", "11", "--train_set", "train",
+         "--valid_set", "dev", "--test_sets", "test", "--train_config", "conf/train_avsr_mtsk.yaml",
+         *options],
+        cwd=recipe, env=env, capture_output=True, text=True,
+    )
+
+
+def submitted(tmp_path):
+    """sbatch's options and the command it was to run."""
+    lines = (tmp_path / "sbatch.args").read_text().splitlines()
+    wrap = lines.index("--wrap")
+    return lines[:wrap], lines[wrap + 1].split()
+
+
+def test_several_nodes_run_espnet_distributed_training_through_srun(tmp_path):
+    proc = stage_11(tmp_path, "slurm", "--num_nodes", "2", "--ngpu", "8")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    options, command = submitted(tmp_path)
+    assert {"--nodes=2", "--ntasks-per-node=1", "--gres=gpu:8"} <= set(options)
+    assert command[:5] == ["srun", "--export=ALL", "python3", "-m", "espnet_mtsk.bin.avsr_train"]
+    flags = dict(zip(command, command[1:]))
+    assert flags["--ngpu"] == "8"
+    assert flags["--multiprocessing_distributed"] == "true"
+    assert flags["--dist_launcher"] == "slurm"
+    # A file every node sees, new for each run.
+    exp = tmp_path / "recipe" / "exp" / "asr_train_avsr_mtsk"
+    assert flags["--dist_init_method"].startswith(f"file://{exp}/.dist_init_")
+
+
+def test_one_node_runs_without_srun(tmp_path):
+    proc = stage_11(tmp_path, "slurm", "--ngpu", "8")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    options, command = submitted(tmp_path)
+    assert "--gres=gpu:8" in options and not any(o.startswith("--nodes") for o in options)
+    assert command[:5] == ["python3", "-m", "espnet_mtsk.bin.avsr_train", "--ngpu", "8"]
+    assert "--dist_launcher" not in command
+
+
+def test_several_nodes_need_the_slurm_backend(tmp_path):
+    proc = stage_11(tmp_path, "local", "--num_nodes", "2", "--ngpu", "8")
+    assert proc.returncode != 0
+    assert "--num_nodes 2 needs cmd_backend=slurm" in proc.stderr
