@@ -2,9 +2,15 @@
 # Local job launcher with the interface of Kaldi's run.pl:
 #   run.sh [--gpu N] [--mem M] [--num_threads N] [JOB=1:N] LOG COMMAND...
 # Array jobs run in parallel; "JOB" in LOG and COMMAND becomes the job index.
-# Resource options are accepted for compatibility with slurm.sh and ignored.
+# Array jobs of one GPU each (--gpu 1) take this machine's GPUs in turn
+# (CUDA_VISIBLE_DEVICES); the other resource options are accepted for
+# compatibility with slurm.sh and ignored.
 set -u
-while [[ $# -gt 0 && "$1" == --* ]]; do shift 2; done
+gpu=0
+while [[ $# -gt 0 && "$1" == --* ]]; do
+    [ "$1" = --gpu ] && gpu=$2
+    shift 2
+done
 var=""; first=1; last=1
 if [[ "$1" =~ ^([A-Za-z_]+)=([0-9]+):([0-9]+)$ ]]; then
     var=${BASH_REMATCH[1]}; first=${BASH_REMATCH[2]}; last=${BASH_REMATCH[3]}
@@ -12,10 +18,15 @@ if [[ "$1" =~ ^([A-Za-z_]+)=([0-9]+):([0-9]+)$ ]]; then
 fi
 log=$1; shift
 cmd=$(printf '%q ' "$@")
+gpus=()
+if [ "$gpu" = 1 ] && [ -n "$var" ] && [ -z "${CUDA_VISIBLE_DEVICES:-}" ] && command -v nvidia-smi >/dev/null; then
+    mapfile -t gpus < <(nvidia-smi --query-gpu=index --format=csv,noheader)
+fi
 pids=()
 for ((i = first; i <= last; i++)); do
     l=$log; c=$cmd
     if [ -n "$var" ]; then l=${log//$var/$i}; c=${cmd//$var/$i}; fi
+    [ ${#gpus[@]} -gt 0 ] && c="CUDA_VISIBLE_DEVICES=${gpus[$(((i - first) % ${#gpus[@]}))]} $c"
     mkdir -p "$(dirname "$l")"
     (
         echo "# $c"

@@ -1,5 +1,6 @@
-"""Stage 11 on several nodes: avsr.sh -> utils/slurm.sh -> sbatch -> srun,
-with a stand-in sbatch that records what slurm would be asked to run."""
+"""The job launchers of the recipes: stage 11 on several nodes (avsr.sh ->
+utils/slurm.sh -> sbatch -> srun, with a stand-in sbatch that records what
+slurm would be asked to run), and GPU jobs on one machine (utils/run.sh)."""
 
 import os
 import subprocess
@@ -67,3 +68,21 @@ def test_several_nodes_need_the_slurm_backend(tmp_path):
     proc = stage_11(tmp_path, "local", "--num_nodes", "2", "--ngpu", "8")
     assert proc.returncode != 0
     assert "--num_nodes 2 needs cmd_backend=slurm" in proc.stderr
+
+
+def test_local_gpu_jobs_take_the_gpus_in_turn(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/usr/bin/env bash\nprintf '0\\n1\\n'\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    run = RECIPE / "utils" / "run.sh"
+    log = tmp_path / "log" / "decode.JOB.log"
+    for gpu, expected in (("1", ["0", "1", "0"]), ("0", ["", "", ""])):
+        proc = subprocess.run([str(run), "--gpu", gpu, "JOB=1:3", str(log), "bash", "-c",
+                               "echo gpu=${CUDA_VISIBLE_DEVICES:-}"], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        seen = [next(line for line in (tmp_path / "log" / f"decode.{i}.log").read_text().splitlines()
+                     if line.startswith("gpu="))[4:] for i in (1, 2, 3)]
+        assert seen == expected, gpu
