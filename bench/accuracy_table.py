@@ -4,8 +4,8 @@
 Each experiment named on the command line (``exp/asr_<tag>``, trained and
 decoded by ``egs2/synthgrid/avsr1/run_compare.sh``) is classed by its
 config: one scale = a per-rate model, several = a Matryoshka model with its
-LoRA strategy, for one task or (mode all) for every task. For every test set and compressor, writes one markdown table:
-WER (%) per scale for the per-rate models and each Matryoshka variant (the
+LoRA strategy, for one task or (mode all) for every task. For every test
+set and compressor, writes one markdown table: WER (%) per scale for the per-rate models and each Matryoshka variant (the
 mean over seeds, with the spread when there are several), and the gap of
 the best Matryoshka variant to the per-rate model. Training cost is
 bench/train_step.py's: wall times of recipe runs depend on what else the
@@ -24,7 +24,7 @@ from typing import Dict, List, Tuple
 
 import yaml
 
-from espnet_mtsk.scales import matryoshka_scales
+from espnet_mtsk.scales import config_scales
 from espnet_mtsk.scoring import score_dir
 
 LORA_NAMES = {"ms": "MS-LoRA", "ss": "SS-LoRA", "mss": "MSS-LoRA"}
@@ -34,13 +34,12 @@ TARGET_GAP = 0.3  # the issue's bound on Matryoshka WER minus per-rate WER
 
 def variant_of(conf: dict) -> Tuple[str, str, List[str]]:
     """(compressor, variant, scale ids) of an experiment's config.yaml."""
-    mc = conf["model_conf"]
-    scales = [s.id for s in matryoshka_scales(mc["mode"], mc.get("audio_rates", ()), mc.get("video_rates", ()))]
+    scales = [s.id for s in config_scales(conf["model_conf"])]
     if len(scales) == 1:
         variant = "per-rate"
     else:
         variant = LORA_NAMES.get(conf["lora"], conf["lora"])
-        if mc["mode"] == "all":
+        if conf["model_conf"]["mode"] == "all":
             variant += ALL_TASKS
     return conf["compressor"], variant, scales
 

@@ -90,6 +90,13 @@ def matryoshka_scales(
     return [Scale(tuple(combo)) for combo in itertools.product(*grids)]
 
 
+def config_scales(model_conf: dict) -> List[Scale]:
+    """The Matryoshka set of a training config's ``model_conf``."""
+    return matryoshka_scales(
+        model_conf["mode"], model_conf.get("audio_rates", ()), model_conf.get("video_rates", ())
+    )
+
+
 def projector_keys(scales: Sequence[Scale]) -> Dict[str, Tuple[str, int]]:
     """Every (modality, rate) pair the scales use, keyed as ``a4`` / ``v2``."""
     keys = {}
@@ -97,3 +104,14 @@ def projector_keys(scales: Sequence[Scale]) -> Dict[str, Tuple[str, int]]:
         for (modality, rate), key in zip(scale.rates, scale.keys().values()):
             keys[key] = (modality, rate)
     return keys
+
+
+if __name__ == "__main__":
+    # For the recipes' shell scripts: python -m espnet_mtsk.scales CONFIG.yaml
+    # prints the scale ids of a training config.
+    import sys
+
+    import yaml
+
+    with open(sys.argv[1]) as f:
+        print(" ".join(s.id for s in config_scales(yaml.safe_load(f)["model_conf"])))

@@ -1,4 +1,5 @@
-"""A CI-sized run of egs2/synthgrid/avsr1: stages 1-15 on a few utterances, then run_compare.sh on its encoders and LLM."""
+"""A CI-sized run of egs2/synthgrid/avsr1: stages 1-15 on a few utterances,
+then run_compare.sh on its encoders and LLM."""
 
 import os
 import re
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from espnet_mtsk.scales import matryoshka_scales
+from espnet_mtsk.scales import config_scales
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2" / "synthgrid" / "avsr1"
 TEST_SETS = ["test_clean", "test_snr-5", "test_snr0", "test_snr5", "test_snr10"]
@@ -53,7 +54,7 @@ def test_recipe_stages_1_to_15(recipe_run):
         assert (tmp_path / "data" / name / "video.scp").exists(), name
 
     conf = yaml.safe_load((RECIPE / "conf" / "train_avsr_mtsk.yaml").read_text())["model_conf"]
-    scales = [s.id for s in matryoshka_scales(conf["mode"], conf["audio_rates"], conf["video_rates"])]
+    scales = [s.id for s in config_scales(conf)]
     exp = tmp_path / "exp" / "asr_train_avsr_mtsk"
     for results in (exp / "RESULTS.md", exp / "unpacked" / "RESULTS.md"):
         rows = re.findall(r"^\|(test_[^|]+)\|([^|]+)\|", results.read_text(), re.M)

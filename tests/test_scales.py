@@ -1,6 +1,6 @@
 import pytest
 
-from espnet_mtsk.scales import matryoshka_scales, parse_scale, projector_keys
+from espnet_mtsk.scales import config_scales, matryoshka_scales, parse_scale, projector_keys
 
 
 def test_avsr_set_is_the_full_cross_product():
@@ -44,3 +44,9 @@ def test_mode_needs_its_rates():
         matryoshka_scales("avsr", [4], [])
     with pytest.raises(ValueError, match="mode"):
         matryoshka_scales("lipreading", [4], [2])
+
+
+def test_config_scales_reads_a_model_conf_without_the_unused_rates():
+    assert [s.id for s in config_scales({"mode": "asr", "audio_rates": [4, 16]})] == ["a4", "a16"]
+    with pytest.raises(ValueError, match="video_rates"):
+        config_scales({"mode": "avsr", "audio_rates": [4]})

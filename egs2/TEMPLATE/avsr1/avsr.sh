@@ -243,12 +243,7 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
 fi
 
 model_scales() {
-    ${python} - "$1" <<'PY'
-import sys, yaml
-from espnet_mtsk.scales import matryoshka_scales
-conf = yaml.safe_load(open(sys.argv[1]))["model_conf"]
-print(" ".join(s.id for s in matryoshka_scales(conf["mode"], conf.get("audio_rates", ()), conf.get("video_rates", ()))))
-PY
+    ${python} -m espnet_mtsk.scales "$1"
 }
 
 decode() {

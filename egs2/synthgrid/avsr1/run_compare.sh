@@ -35,13 +35,7 @@ if ! "${table_only}" && { [ ! -e "${base_stats}/train/speech_shape" ] || [ ! -e 
     ./run.sh --stage 1 --stop_stage 10 --train_config "${train_config}"
 fi
 
-[ -n "${scales}" ] || scales=$(python3 - "${train_config}" <<'PY'
-import sys, yaml
-from espnet_mtsk.scales import matryoshka_scales
-conf = yaml.safe_load(open(sys.argv[1]))["model_conf"]
-print(" ".join(s.id for s in matryoshka_scales(conf["mode"], conf["audio_rates"], conf["video_rates"])))
-PY
-)
+[ -n "${scales}" ] || scales=$(python3 -m espnet_mtsk.scales "${train_config}")
 
 variant_config() {
     # variant_config <out.yaml> <compressor> <lora> <seed> <mode or scale>:
