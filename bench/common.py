@@ -31,11 +31,15 @@ def stand_in_llm(out_dir: Path, **shape) -> Path:
     return build_llama(str(out_dir), tokenizer_corpus(sentences(2000)), 400, **{**MINI_LLM, **shape})
 
 
-def build_model(llm_dir: Path, config: Path = MINI_CONFIG, **model_conf) -> torch.nn.Module:
-    """The model of ``config`` with ``model_conf`` overrides, through the task's parser."""
+def build_model(
+    llm_dir: Path, config: Path = MINI_CONFIG, audio_encoder_conf: Dict = None, **model_conf
+) -> torch.nn.Module:
+    """The model of ``config`` with ``audio_encoder_conf`` and ``model_conf``
+    overrides, through the task's parser."""
     conf = yaml.safe_load(config.read_text())
     conf["llm_conf"] = {**conf.get("llm_conf", {}), "model_dir": str(llm_dir)}
     conf["model_conf"] = {**conf["model_conf"], **model_conf}
+    conf["audio_encoder_conf"] = {**conf["audio_encoder_conf"], **(audio_encoder_conf or {})}
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
         yaml.safe_dump(conf, f)
         f.flush()
