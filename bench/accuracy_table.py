@@ -7,7 +7,8 @@ config: one scale = a per-rate model, several = a Matryoshka model with its
 LoRA strategy, for one task or (mode all) for every task. For every test
 set and compressor, writes one markdown table: WER (%) per scale for the per-rate models and each Matryoshka variant (the
 mean over seeds, with the spread when there are several), and the gap of
-the best Matryoshka variant to the per-rate model. Training cost is
+the best Matryoshka variant to the per-rate model, with the spread of its
+per-seed differences. Training cost is
 bench/train_step.py's: wall times of recipe runs depend on what else the
 machine runs.
 
@@ -51,30 +52,46 @@ def check_finished(exp: Path) -> None:
 
 
 def collect(exp_dir: Path, data_dir: Path, tags: List[str], test_sets: List[str]):
-    """WERs as {(test set, compressor, variant, scale): [one per seed]}."""
-    wers: Dict[Tuple, List[float]] = defaultdict(list)
+    """WERs as {(test set, compressor, variant, scale): {seed: WER}}."""
+    wers: Dict[Tuple, Dict[int, float]] = defaultdict(dict)
     for tag in tags:
         exp = exp_dir / f"asr_{tag}"
         check_finished(exp)
         conf = yaml.safe_load((exp / "config.yaml").read_text())
         compressor, variant, scales = variant_of(conf)
+        seed = conf.get("seed", 0)
         decodes = sorted(exp.glob("decode_*"))
         if not decodes:
             raise ValueError(f"{exp} has no decode_* directory: run stage 12 first")
         for test_set in test_sets:
             for scale in scales:
+                key = test_set, compressor, variant, scale
+                if seed in wers[key]:
+                    raise ValueError(f"{exp}: a second {variant} {compressor} model with seed {seed}")
                 score = score_dir(data_dir / test_set / "text", decodes[0] / test_set / scale, test_set, scale)
-                wers[test_set, compressor, variant, scale].append(score.wer)
+                wers[key][seed] = score.wer
     return wers
 
 
-def cell(values: List[float]) -> str:
+def cell(values: Dict[int, float], seeds: int) -> str:
+    """Mean (± std) over the seeds run; ``(n=k)`` when fewer than ``seeds``."""
     if not values:
         return "—"
-    mean = statistics.mean(values)
-    if len(values) == 1:
-        return f"{mean:.1f}"
-    return f"{mean:.1f} ± {statistics.stdev(values):.1f}"
+    text = f"{statistics.mean(values.values()):.1f}"
+    if len(values) > 1:
+        text += f" ± {statistics.stdev(values.values()):.1f}"
+    if len(values) < seeds:
+        text += f" (n={len(values)})"
+    return text
+
+
+def gap_cell(best: Dict[int, float], per_rate: Dict[int, float]) -> Tuple[float, str]:
+    """Difference of the means, ± the spread of the per-seed differences
+    when two or more seeds have both models."""
+    gap = statistics.mean(best.values()) - statistics.mean(per_rate.values())
+    paired = [best[s] - per_rate[s] for s in best.keys() & per_rate.keys()]
+    spread = f" ± {statistics.stdev(paired):.1f}" if len(paired) > 1 else ""
+    return gap, f"{gap:+.1f}{spread}"
 
 
 def markdown(wers, test_sets, scales, command) -> str:
@@ -82,17 +99,19 @@ def markdown(wers, test_sets, scales, command) -> str:
     names = list(LORA_NAMES.values()) + [v + ALL_TASKS for v in LORA_NAMES.values()]
     variants = ["per-rate"] + [v for v in names if any(k[2] == v for k in wers)]
     seeds = max(len(v) for v in wers.values())
+    seed_text = f"mean ± std over {seeds} seeds (n=k: a cell with only k of them)" if seeds > 1 else "one seed"
     out = [
         "# Matryoshka vs per-rate models on SynthGRID",
         "",
         "WER (%) on the unseen test voices, "
-        f"{'mean ± std over ' + str(seeds) + ' seeds' if seeds > 1 else 'one seed'}. "
+        f"{seed_text}. "
         "Per-rate: one model per scale (the Llama-AVSR baseline). MS / SS / MSS: "
         "a Matryoshka model per task (ASR, VSR or AVSR: every rate of that task, "
         "as in the paper) with one LoRA for all its scales, one per scale, or both; "
         f"'{ALL_TASKS[2:]}': one Matryoshka model for the scales of every task. "
-        "Same data, stand-in LLM, pre-trained encoders, steps and seed for all. "
-        f"Gap: best Matryoshka variant minus per-rate (target: <= {TARGET_GAP}).",
+        "Same data, stand-in LLM, pre-trained encoders, steps and seeds for all. "
+        f"Gap: best Matryoshka variant minus per-rate (target: <= {TARGET_GAP}), "
+        "± the spread of its per-seed differences.",
         "",
         "Regenerate:",
         "",
@@ -107,14 +126,15 @@ def markdown(wers, test_sets, scales, command) -> str:
             out.append("| scale | " + " | ".join(variants) + " | gap |")
             out.append("|---" * (len(variants) + 2) + "|")
             for scale in scales:
-                values = {v: wers.get((test_set, compressor, v, scale), []) for v in variants}
-                row = [scale] + [cell(values[v]) for v in variants]
-                mtsk = [statistics.mean(values[v]) for v in variants[1:] if values[v]]
+                values = {v: wers.get((test_set, compressor, v, scale), {}) for v in variants}
+                row = [scale] + [cell(values[v], seeds) for v in variants]
+                mtsk = [values[v] for v in variants[1:] if values[v]]
                 if values["per-rate"] and mtsk:
-                    gap = min(mtsk) - statistics.mean(values["per-rate"])
+                    best = min(mtsk, key=lambda v: statistics.mean(v.values()))
+                    gap, text = gap_cell(best, values["per-rate"])
                     met += gap <= TARGET_GAP
                     missed += gap > TARGET_GAP
-                    row.append(f"{gap:+.1f}")
+                    row.append(text)
                 else:
                     row.append("—")
                 out.append("| " + " | ".join(row) + " |")

@@ -27,8 +27,8 @@ def fake_experiment(exp_dir, data_dir, tag, conf, hyps):
     (data_dir / "test" / "text").write_text("".join(f"{k} {v}\n" for k, v in REFS.items()))
 
 
-def conf(mode, lora="ms", compressor="avgpool", audio=(3, 6), video=(3,)):
-    return dict(compressor=compressor, lora=lora,
+def conf(mode, lora="ms", compressor="avgpool", audio=(3, 6), video=(3,), seed=0):
+    return dict(compressor=compressor, lora=lora, seed=seed,
                 model_conf=dict(mode=mode, audio_rates=list(audio), video_rates=list(video)))
 
 
@@ -56,11 +56,44 @@ def test_table_compares_each_matryoshka_variant_with_the_per_rate_model(tmp_path
 
 def test_seeds_are_averaged_with_their_spread(tmp_path):
     exp, data = tmp_path / "exp", tmp_path / "data"
-    fake_experiment(exp, data, "s0", conf("asr", audio=(3,)), {"a3": list(REFS.values())})
-    fake_experiment(exp, data, "s1", conf("asr", audio=(3,)), {"a3": ["", "set red by b two soon"]})
-    wers = accuracy_table.collect(exp, data, ["s0", "s1"], ["test"])
-    assert wers["test", "avgpool", "per-rate", "a3"] == [0.0, 50.0]
-    assert accuracy_table.cell([0.0, 50.0]) == "25.0 ± 35.4"
+    right, half = list(REFS.values()), ["", "set red by b two soon"]
+    fake_experiment(exp, data, "r0", conf("asr", audio=(3,)), {"a3": right})
+    fake_experiment(exp, data, "r1", conf("asr", audio=(3,), seed=1), {"a3": half})
+    fake_experiment(exp, data, "m0", conf("asr", "ms", audio=(3, 6)), {"a3": half, "a6": half})
+    fake_experiment(exp, data, "m1", conf("asr", "ms", audio=(3, 6), seed=1), {"a3": half, "a6": right})
+    fake_experiment(exp, data, "s0", conf("asr", "ss", audio=(3, 6)), {"a3": right, "a6": right})
+    wers = accuracy_table.collect(exp, data, ["r0", "r1", "m0", "m1", "s0"], ["test"])
+    assert wers["test", "avgpool", "per-rate", "a3"] == {0: 0.0, 1: 50.0}
+    out = tmp_path / "results.md"
+    accuracy_table.main(["--exp_dir", str(exp), "--data_dir", str(data), "--test_sets", "test",
+                         "--scales", "a3", "--out", str(out), "r0", "r1", "m0", "m1", "s0"])
+    text = out.read_text()
+    assert "mean ± std over 2 seeds" in text
+    # MS: 50 on both seeds; SS (seed 0 only) is best: 0 - mean(0, 50) = -25,
+    # too few paired seeds for a spread.
+    assert "| a3 | 25.0 ± 35.4 | 50.0 ± 0.0 | 0.0 (n=1) | -25.0 |" in text
+
+
+def test_the_gap_spread_pairs_the_seeds(tmp_path):
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    right, half = list(REFS.values()), ["", "set red by b two soon"]
+    fake_experiment(exp, data, "r0", conf("asr", audio=(3,)), {"a3": right})
+    fake_experiment(exp, data, "r1", conf("asr", audio=(3,), seed=1), {"a3": half})
+    fake_experiment(exp, data, "m0", conf("asr", "ms", audio=(3, 6)), {"a3": half, "a6": right})
+    fake_experiment(exp, data, "m1", conf("asr", "ms", audio=(3, 6), seed=1), {"a3": half, "a6": right})
+    out = tmp_path / "results.md"
+    accuracy_table.main(["--exp_dir", str(exp), "--data_dir", str(data), "--test_sets", "test",
+                         "--scales", "a3", "--out", str(out), "r0", "r1", "m0", "m1"])
+    # Per-seed differences 50 - 0 and 50 - 50.
+    assert "| a3 | 25.0 ± 35.4 | 50.0 ± 0.0 | +25.0 ± 35.4 |" in out.read_text()
+
+
+def test_two_models_of_one_variant_and_seed_are_an_error(tmp_path):
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    fake_experiment(exp, data, "a", conf("asr", audio=(3,)), {"a3": list(REFS.values())})
+    fake_experiment(exp, data, "b", conf("asr", audio=(3,)), {"a3": list(REFS.values())})
+    with pytest.raises(ValueError, match="asr_b: a second per-rate avgpool model with seed 0"):
+        accuracy_table.collect(exp, data, ["a", "b"], ["test"])
 
 
 def test_an_unfinished_experiment_is_named(tmp_path):
