@@ -2,6 +2,7 @@
 
 import itertools
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,17 @@ GRID = {
     "adverb": ["again", "now", "please", "soon"],
 }
 SENTENCES = [" ".join(words) for words in itertools.product(*GRID.values())]
+SYNTHGRID_RECIPE = Path(__file__).resolve().parents[1] / "egs2" / "synthgrid" / "avsr1"
+
+
+def link_recipe(dest: Path) -> Path:
+    """``dest`` as a copy of the SynthGRID recipe: links to its files, but
+    none of what a run writes where it runs (data, dump, exp, logs)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in SYNTHGRID_RECIPE.iterdir():
+        if entry.name not in ("data", "dump", "exp", "downloads") and not entry.name.endswith(".log"):
+            (dest / entry.name).symlink_to(entry)
+    return dest
 
 
 @pytest.fixture(scope="session")

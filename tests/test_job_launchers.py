@@ -4,9 +4,8 @@ slurm would be asked to run), and GPU jobs on one machine (utils/run.sh)."""
 
 import os
 import subprocess
-from pathlib import Path
 
-RECIPE = Path(__file__).resolve().parents[1] / "egs2" / "synthgrid" / "avsr1"
+from conftest import SYNTHGRID_RECIPE as RECIPE, link_recipe
 
 FAKE_SBATCH = """#!/usr/bin/env bash
 printf '%s\\n' "$@" > "$FAKE_SLURM/sbatch.args"
@@ -14,11 +13,7 @@ printf '%s\\n' "$@" > "$FAKE_SLURM/sbatch.args"
 
 
 def stage_11(tmp_path, backend, *options):
-    recipe = tmp_path / "recipe"
-    recipe.mkdir()
-    for entry in RECIPE.iterdir():
-        if entry.name not in ("data", "dump", "exp", "downloads"):
-            (recipe / entry.name).symlink_to(entry)
+    recipe = link_recipe(tmp_path / "recipe")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "sbatch").write_text(FAKE_SBATCH)

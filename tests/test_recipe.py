@@ -4,14 +4,13 @@ then run_compare.sh on its encoders and LLM."""
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import SYNTHGRID_RECIPE as RECIPE, link_recipe
 
 from espnet_mtsk.scales import config_scales
 
-RECIPE = Path(__file__).resolve().parents[1] / "egs2" / "synthgrid" / "avsr1"
 TEST_SETS = ["test_clean", "test_snr-5", "test_snr0", "test_snr5", "test_snr10"]
 QUICK_TRAIN = "--max_epoch 1 --batch_size 4"
 QUICK_DECODE = "--max_new_tokens 3 --beam_size 2"
@@ -21,11 +20,7 @@ QUICK_DECODE = "--max_new_tokens 3 --beam_size 2"
 def recipe_run(tmp_path_factory):
     """A copy of the recipe (links to its files) after stages 1-15, with
     the completed process."""
-    tmp_path = tmp_path_factory.mktemp("synthgrid")
-    # The recipe writes data/, dump/ and exp/ where it runs.
-    for entry in RECIPE.iterdir():
-        if entry.name not in ("data", "dump", "exp", "downloads") and not entry.name.endswith(".log"):
-            (tmp_path / entry.name).symlink_to(entry)
+    tmp_path = link_recipe(tmp_path_factory.mktemp("synthgrid"))
     local_opts = (
         "--train_speakers 2 --dev_speakers 1 --test_speakers 1 --utts_per_speaker 4 "
         "--test_utts_per_speaker 2 --lm_sentences 200"
