@@ -8,7 +8,8 @@ LoRA strategy, for one task or (mode all) for every task. For every test
 set and compressor, writes one markdown table: WER (%) per scale for the per-rate models and each Matryoshka variant (the
 mean over seeds, with the spread when there are several), and the gap of
 the best Matryoshka variant to the per-rate model, with the spread of its
-per-seed differences. Training cost is
+per-seed differences; then each variant's gap averaged over its cells, per
+seed. Training cost is
 bench/train_step.py's: wall times of recipe runs depend on what else the
 machine runs.
 
@@ -139,7 +140,45 @@ def markdown(wers, test_sets, scales, command) -> str:
                     row.append("—")
                 out.append("| " + " | ".join(row) + " |")
     out += ["", f"Target met at {met} of {met + missed} (test set, compressor, scale) cells."]
+    out += mean_gaps(wers, test_sets, scales, compressors, variants[1:])
     return "\n".join(out) + "\n"
+
+
+def mean_gaps(wers, test_sets, scales, compressors, variants) -> List[str]:
+    """Each variant's gap to per-rate averaged over its cells, per seed: one
+    cell's gap is within run-to-run noise, the average over many much less."""
+    out = [
+        "",
+        "## Mean gap per variant",
+        "",
+        "Matryoshka minus per-rate WER averaged over every (test set, scale) "
+        "cell of the variant, for each seed with both models; mean ± std over those seeds.",
+        "",
+        "| compressor | variant | cells | seeds | mean gap | per seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for compressor in compressors:
+        for variant in variants:
+            per_seed: Dict[int, List[float]] = defaultdict(list)
+            cells = 0
+            for test_set in test_sets:
+                for scale in scales:
+                    mtsk = wers.get((test_set, compressor, variant, scale), {})
+                    rate = wers.get((test_set, compressor, "per-rate", scale), {})
+                    cells += bool(mtsk.keys() & rate.keys())
+                    for seed in mtsk.keys() & rate.keys():
+                        per_seed[seed].append(mtsk[seed] - rate[seed])
+            if not per_seed:
+                continue
+            gaps = [statistics.mean(g) for _, g in sorted(per_seed.items())]
+            mean = f"{statistics.mean(gaps):+.1f}"
+            if len(gaps) > 1:
+                mean += f" ± {statistics.stdev(gaps):.1f}"
+            out.append(
+                f"| {compressor} | {variant} | {cells} | {len(gaps)} | {mean} | "
+                + ", ".join(f"{g:+.1f}" for g in gaps) + " |"
+            )
+    return out
 
 
 def main(cmd=None):

@@ -84,8 +84,24 @@ def test_the_gap_spread_pairs_the_seeds(tmp_path):
     out = tmp_path / "results.md"
     accuracy_table.main(["--exp_dir", str(exp), "--data_dir", str(data), "--test_sets", "test",
                          "--scales", "a3", "--out", str(out), "r0", "r1", "m0", "m1"])
+    text = out.read_text()
     # Per-seed differences 50 - 0 and 50 - 50.
-    assert "| a3 | 25.0 ± 35.4 | 50.0 ± 0.0 | +25.0 ± 35.4 |" in out.read_text()
+    assert "| a3 | 25.0 ± 35.4 | 50.0 ± 0.0 | +25.0 ± 35.4 |" in text
+    # The mean-gap section averages a seed's cells first: one cell here.
+    assert "| avgpool | MS-LoRA | 1 | 2 | +25.0 ± 35.4 | +50.0, +0.0 |" in text
+
+
+def test_the_mean_gap_averages_each_seeds_cells(tmp_path):
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    right, one_wrong = list(REFS.values()), ["bin blue at a one now", "set red by b three soon"]
+    fake_experiment(exp, data, "r3", conf("asr", audio=(3,)), {"a3": one_wrong})
+    fake_experiment(exp, data, "r6", conf("asr", audio=(6,)), {"a6": right})
+    fake_experiment(exp, data, "ms", conf("asr", "ms"), {"a3": right, "a6": right})
+    out = tmp_path / "results.md"
+    accuracy_table.main(["--exp_dir", str(exp), "--data_dir", str(data), "--test_sets", "test",
+                         "--scales", "a3", "a6", "--out", str(out), "r3", "r6", "ms"])
+    # Gaps -8.3 (a3) and 0.0 (a6).
+    assert "| avgpool | MS-LoRA | 2 | 1 | -4.2 | -4.2 |" in out.read_text()
 
 
 def test_two_models_of_one_variant_and_seed_are_an_error(tmp_path):
