@@ -5,11 +5,11 @@ Each experiment named on the command line (``exp/asr_<tag>``, trained and
 decoded by ``egs2/synthgrid/avsr1/run_compare.sh``) is classed by its
 config: one scale = a per-rate model, several = a Matryoshka model with its
 LoRA strategy, for one task or (mode all) for every task. For every test
-set and compressor, writes one markdown table: WER (%) per scale for the per-rate models and each Matryoshka variant (the
-mean over seeds, with the spread when there are several), and the gap of
-the best Matryoshka variant to the per-rate model, with the spread of its
-per-seed differences; then each variant's gap averaged over its cells, per
-seed. Training cost is
+set and compressor, writes one markdown table: WER (%) per scale for the
+per-rate models and each Matryoshka variant (the mean over seeds, with the
+spread when there are several), and the gap of the best Matryoshka variant
+to the per-rate model, with the spread of its per-seed differences; then
+each variant's gap averaged over its cells, per seed. Training cost is
 bench/train_step.py's: wall times of recipe runs depend on what else the
 machine runs.
 
