@@ -69,9 +69,9 @@ def test_seeds_are_averaged_with_their_spread(tmp_path):
                          "--scales", "a3", "--out", str(out), "r0", "r1", "m0", "m1", "s0"])
     text = out.read_text()
     assert "mean ± std over 2 seeds" in text
-    # MS: 50 on both seeds; SS (seed 0 only) is best: 0 - mean(0, 50) = -25,
-    # too few paired seeds for a spread.
-    assert "| a3 | 25.0 ± 35.4 | 50.0 ± 0.0 | 0.0 (n=1) | -25.0 |" in text
+    # SS (seed 0 only) reads best, but the gap is MS's, the best of the
+    # variants with both seeds: per-seed differences 50 - 0 and 50 - 50.
+    assert "| a3 | 25.0 ± 35.4 | 50.0 ± 0.0 | 0.0 (n=1) | +25.0 ± 35.4 |" in text
 
 
 def test_the_gap_spread_pairs_the_seeds(tmp_path):
