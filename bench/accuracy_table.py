@@ -154,31 +154,32 @@ def mean_gaps(wers, test_sets, scales, compressors, variants) -> List[str]:
         "",
         "## Mean gap per variant",
         "",
-        "Matryoshka minus per-rate WER averaged over every (test set, scale) "
-        "cell of the variant, for each seed with both models; mean ± std over those seeds.",
+        "Matryoshka minus per-rate WER averaged over the (test set, scale) cells "
+        "of the variant run with the most seeds, for each of those seeds; mean ± std over them.",
         "",
         "| compressor | variant | cells | seeds | mean gap | per seed |",
         "|---|---|---|---|---|---|",
     ]
     for compressor in compressors:
         for variant in variants:
-            per_seed: Dict[int, List[float]] = defaultdict(list)
-            cells = 0
+            paired = {}  # (test set, scale) -> seeds with both models
             for test_set in test_sets:
                 for scale in scales:
                     mtsk = wers.get((test_set, compressor, variant, scale), {})
                     rate = wers.get((test_set, compressor, "per-rate", scale), {})
-                    cells += bool(mtsk.keys() & rate.keys())
-                    for seed in mtsk.keys() & rate.keys():
-                        per_seed[seed].append(mtsk[seed] - rate[seed])
-            if not per_seed:
+                    if mtsk.keys() & rate.keys():
+                        paired[test_set, scale] = {s: mtsk[s] - rate[s] for s in mtsk.keys() & rate.keys()}
+            if not paired:
                 continue
-            gaps = [statistics.mean(g) for _, g in sorted(per_seed.items())]
+            # Every seed averages the same cells: those run with the most seeds.
+            seeds = max((frozenset(d) for d in paired.values()), key=len)
+            cells = [d for d in paired.values() if seeds <= d.keys()]
+            gaps = [statistics.mean(d[s] for d in cells) for s in sorted(seeds)]
             mean = f"{statistics.mean(gaps):+.1f}"
             if len(gaps) > 1:
                 mean += f" ± {statistics.stdev(gaps):.1f}"
             out.append(
-                f"| {compressor} | {variant} | {cells} | {len(gaps)} | {mean} | "
+                f"| {compressor} | {variant} | {len(cells)} | {len(gaps)} | {mean} | "
                 + ", ".join(f"{g:+.1f}" for g in gaps) + " |"
             )
     return out

@@ -104,6 +104,21 @@ def test_the_mean_gap_averages_each_seeds_cells(tmp_path):
     assert "| avgpool | MS-LoRA | 2 | 1 | -4.2 | -4.2 |" in out.read_text()
 
 
+def test_the_mean_gap_keeps_to_the_cells_every_seed_has(tmp_path):
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    right, one_wrong = list(REFS.values()), ["bin blue at a one now", "set red by b three soon"]
+    fake_experiment(exp, data, "r3", conf("asr", audio=(3,)), {"a3": one_wrong})
+    fake_experiment(exp, data, "r6", conf("asr", audio=(6,)), {"a6": right})
+    fake_experiment(exp, data, "r6s1", conf("asr", audio=(6,), seed=1), {"a6": right})
+    fake_experiment(exp, data, "ms", conf("asr", "ms"), {"a3": right, "a6": one_wrong})
+    fake_experiment(exp, data, "ms1", conf("asr", "ms", seed=1), {"a3": right, "a6": right})
+    out = tmp_path / "results.md"
+    accuracy_table.main(["--exp_dir", str(exp), "--data_dir", str(data), "--test_sets", "test",
+                         "--scales", "a3", "a6", "--out", str(out), "r3", "r6", "r6s1", "ms", "ms1"])
+    # Seed 1 has no per-rate a3: only a6 counts, +8.3 (seed 0) and 0 (seed 1).
+    assert "| avgpool | MS-LoRA | 1 | 2 | +4.2 ± 5.9 | +8.3, +0.0 |" in out.read_text()
+
+
 def test_two_models_of_one_variant_and_seed_are_an_error(tmp_path):
     exp, data = tmp_path / "exp", tmp_path / "data"
     fake_experiment(exp, data, "a", conf("asr", audio=(3,)), {"a3": list(REFS.values())})
