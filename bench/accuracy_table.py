@@ -74,13 +74,26 @@ def collect(exp_dir: Path, data_dir: Path, tags: List[str], test_sets: List[str]
     return wers
 
 
+def mean_std(values, sign: str = "") -> str:
+    """``mean ± std`` to one decimal (the mean alone for one value); ``sign``
+    "+" prints the mean's sign."""
+    values = list(values)
+    text = f"{statistics.mean(values):{sign}.1f}"
+    if len(values) > 1:
+        text += f" ± {statistics.stdev(values):.1f}"
+    return text
+
+
+def differences(mtsk: Dict[int, float], per_rate: Dict[int, float]) -> Dict[int, float]:
+    """Matryoshka minus per-rate WER for each seed that has both."""
+    return {s: mtsk[s] - per_rate[s] for s in mtsk.keys() & per_rate.keys()}
+
+
 def cell(values: Dict[int, float], seeds: int) -> str:
     """Mean (± std) over the seeds run; ``(n=k)`` when fewer than ``seeds``."""
     if not values:
         return "—"
-    text = f"{statistics.mean(values.values()):.1f}"
-    if len(values) > 1:
-        text += f" ± {statistics.stdev(values.values()):.1f}"
+    text = mean_std(values.values())
     if len(values) < seeds:
         text += f" (n={len(values)})"
     return text
@@ -90,7 +103,7 @@ def gap_cell(best: Dict[int, float], per_rate: Dict[int, float]) -> Tuple[float,
     """Difference of the means, ± the spread of the per-seed differences
     when two or more seeds have both models."""
     gap = statistics.mean(best.values()) - statistics.mean(per_rate.values())
-    paired = [best[s] - per_rate[s] for s in best.keys() & per_rate.keys()]
+    paired = list(differences(best, per_rate).values())
     spread = f" ± {statistics.stdev(paired):.1f}" if len(paired) > 1 else ""
     return gap, f"{gap:+.1f}{spread}"
 
@@ -162,24 +175,21 @@ def mean_gaps(wers, test_sets, scales, compressors, variants) -> List[str]:
     ]
     for compressor in compressors:
         for variant in variants:
-            paired = {}  # (test set, scale) -> seeds with both models
+            paired = {}  # (test set, scale) -> {seed: Matryoshka - per-rate}
             for test_set in test_sets:
                 for scale in scales:
                     mtsk = wers.get((test_set, compressor, variant, scale), {})
                     rate = wers.get((test_set, compressor, "per-rate", scale), {})
-                    if mtsk.keys() & rate.keys():
-                        paired[test_set, scale] = {s: mtsk[s] - rate[s] for s in mtsk.keys() & rate.keys()}
+                    if diffs := differences(mtsk, rate):
+                        paired[test_set, scale] = diffs
             if not paired:
                 continue
             # Every seed averages the same cells: those run with the most seeds.
             seeds = max((frozenset(d) for d in paired.values()), key=len)
             cells = [d for d in paired.values() if seeds <= d.keys()]
             gaps = [statistics.mean(d[s] for d in cells) for s in sorted(seeds)]
-            mean = f"{statistics.mean(gaps):+.1f}"
-            if len(gaps) > 1:
-                mean += f" ± {statistics.stdev(gaps):.1f}"
             out.append(
-                f"| {compressor} | {variant} | {len(cells)} | {len(gaps)} | {mean} | "
+                f"| {compressor} | {variant} | {len(cells)} | {len(gaps)} | {mean_std(gaps, '+')} | "
                 + ", ".join(f"{g:+.1f}" for g in gaps) + " |"
             )
     return out

@@ -5,7 +5,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ def stand_in_llm(out_dir: Path, **shape) -> Path:
 
 
 def build_model(
-    llm_dir: Path, config: Path = MINI_CONFIG, audio_encoder_conf: Dict = None, **model_conf
+    llm_dir: Path, config: Path = MINI_CONFIG, audio_encoder_conf: Optional[Dict] = None, **model_conf
 ) -> torch.nn.Module:
     """The model of ``config`` with ``audio_encoder_conf`` and ``model_conf``
     overrides, through the task's parser."""

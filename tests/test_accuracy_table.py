@@ -32,6 +32,25 @@ def conf(mode, lora="ms", compressor="avgpool", audio=(3, 6), video=(3,), seed=0
                 model_conf=dict(mode=mode, audio_rates=list(audio), video_rates=list(video)))
 
 
+def table(tmp_path, scales, tags):
+    """The markdown accuracy_table writes for ``tags`` of tmp_path/exp."""
+    out = tmp_path / "results.md"
+    accuracy_table.main(["--exp_dir", str(tmp_path / "exp"), "--data_dir", str(tmp_path / "data"),
+                         "--test_sets", "test", "--scales", *scales, "--out", str(out),
+                         "--command", "./run_compare.sh", *tags])
+    return out.read_text()
+
+
+def two_seeds(exp, data):
+    """Per-rate a3 right (seed 0) and half wrong (seed 1); MS-LoRA half wrong
+    at a3 on both seeds: tags r0, r1, m0, m1."""
+    right, half = list(REFS.values()), ["", "set red by b two soon"]
+    fake_experiment(exp, data, "r0", conf("asr", audio=(3,)), {"a3": right})
+    fake_experiment(exp, data, "r1", conf("asr", audio=(3,), seed=1), {"a3": half})
+    fake_experiment(exp, data, "m0", conf("asr", "ms"), {"a3": half, "a6": right})
+    fake_experiment(exp, data, "m1", conf("asr", "ms", seed=1), {"a3": half, "a6": right})
+
+
 def test_table_compares_each_matryoshka_variant_with_the_per_rate_model(tmp_path):
     exp, data = tmp_path / "exp", tmp_path / "data"
     right = list(REFS.values())
@@ -42,11 +61,7 @@ def test_table_compares_each_matryoshka_variant_with_the_per_rate_model(tmp_path
     fake_experiment(exp, data, "ss", conf("asr", "ss"), {"a3": one_wrong, "a6": right})
     every_task = {s: one_wrong for s in ("a3", "a6", "v3", "a3_v3", "a6_v3")}
     fake_experiment(exp, data, "all", conf("all", "mss"), {**every_task, "a3": right})
-    out = tmp_path / "results.md"
-    accuracy_table.main(["--exp_dir", str(exp), "--data_dir", str(data), "--test_sets", "test",
-                         "--scales", "a3", "a6", "--out", str(out), "--command", "./run_compare.sh",
-                         "rate_a3", "rate_a6", "ms", "ss", "all"])
-    text = out.read_text()
+    text = table(tmp_path, ["a3", "a6"], ["rate_a3", "rate_a6", "ms", "ss", "all"])
     assert "| scale | per-rate | MS-LoRA | SS-LoRA | MSS-LoRA, all tasks | gap |" in text
     assert "| a3 | 0.0 | 8.3 | 8.3 | 0.0 | +0.0 |" in text
     assert "| a6 | 8.3 | 8.3 | 0.0 | 8.3 | -8.3 |" in text
@@ -56,18 +71,11 @@ def test_table_compares_each_matryoshka_variant_with_the_per_rate_model(tmp_path
 
 def test_seeds_are_averaged_with_their_spread(tmp_path):
     exp, data = tmp_path / "exp", tmp_path / "data"
-    right, half = list(REFS.values()), ["", "set red by b two soon"]
-    fake_experiment(exp, data, "r0", conf("asr", audio=(3,)), {"a3": right})
-    fake_experiment(exp, data, "r1", conf("asr", audio=(3,), seed=1), {"a3": half})
-    fake_experiment(exp, data, "m0", conf("asr", "ms", audio=(3, 6)), {"a3": half, "a6": half})
-    fake_experiment(exp, data, "m1", conf("asr", "ms", audio=(3, 6), seed=1), {"a3": half, "a6": right})
-    fake_experiment(exp, data, "s0", conf("asr", "ss", audio=(3, 6)), {"a3": right, "a6": right})
+    two_seeds(exp, data)
+    fake_experiment(exp, data, "s0", conf("asr", "ss"), {"a3": list(REFS.values()), "a6": list(REFS.values())})
     wers = accuracy_table.collect(exp, data, ["r0", "r1", "m0", "m1", "s0"], ["test"])
     assert wers["test", "avgpool", "per-rate", "a3"] == {0: 0.0, 1: 50.0}
-    out = tmp_path / "results.md"
-    accuracy_table.main(["--exp_dir", str(exp), "--data_dir", str(data), "--test_sets", "test",
-                         "--scales", "a3", "--out", str(out), "r0", "r1", "m0", "m1", "s0"])
-    text = out.read_text()
+    text = table(tmp_path, ["a3"], ["r0", "r1", "m0", "m1", "s0"])
     assert "mean ± std over 2 seeds" in text
     # SS (seed 0 only) reads best, but the gap is MS's, the best of the
     # variants with both seeds: per-seed differences 50 - 0 and 50 - 50.
@@ -75,16 +83,8 @@ def test_seeds_are_averaged_with_their_spread(tmp_path):
 
 
 def test_the_gap_spread_pairs_the_seeds(tmp_path):
-    exp, data = tmp_path / "exp", tmp_path / "data"
-    right, half = list(REFS.values()), ["", "set red by b two soon"]
-    fake_experiment(exp, data, "r0", conf("asr", audio=(3,)), {"a3": right})
-    fake_experiment(exp, data, "r1", conf("asr", audio=(3,), seed=1), {"a3": half})
-    fake_experiment(exp, data, "m0", conf("asr", "ms", audio=(3, 6)), {"a3": half, "a6": right})
-    fake_experiment(exp, data, "m1", conf("asr", "ms", audio=(3, 6), seed=1), {"a3": half, "a6": right})
-    out = tmp_path / "results.md"
-    accuracy_table.main(["--exp_dir", str(exp), "--data_dir", str(data), "--test_sets", "test",
-                         "--scales", "a3", "--out", str(out), "r0", "r1", "m0", "m1"])
-    text = out.read_text()
+    two_seeds(tmp_path / "exp", tmp_path / "data")
+    text = table(tmp_path, ["a3"], ["r0", "r1", "m0", "m1"])
     # Per-seed differences 50 - 0 and 50 - 50.
     assert "| a3 | 25.0 ± 35.4 | 50.0 ± 0.0 | +25.0 ± 35.4 |" in text
     # The mean-gap section averages a seed's cells first: one cell here.
@@ -97,11 +97,8 @@ def test_the_mean_gap_averages_each_seeds_cells(tmp_path):
     fake_experiment(exp, data, "r3", conf("asr", audio=(3,)), {"a3": one_wrong})
     fake_experiment(exp, data, "r6", conf("asr", audio=(6,)), {"a6": right})
     fake_experiment(exp, data, "ms", conf("asr", "ms"), {"a3": right, "a6": right})
-    out = tmp_path / "results.md"
-    accuracy_table.main(["--exp_dir", str(exp), "--data_dir", str(data), "--test_sets", "test",
-                         "--scales", "a3", "a6", "--out", str(out), "r3", "r6", "ms"])
     # Gaps -8.3 (a3) and 0.0 (a6).
-    assert "| avgpool | MS-LoRA | 2 | 1 | -4.2 | -4.2 |" in out.read_text()
+    assert "| avgpool | MS-LoRA | 2 | 1 | -4.2 | -4.2 |" in table(tmp_path, ["a3", "a6"], ["r3", "r6", "ms"])
 
 
 def test_the_mean_gap_keeps_to_the_cells_every_seed_has(tmp_path):
@@ -112,11 +109,9 @@ def test_the_mean_gap_keeps_to_the_cells_every_seed_has(tmp_path):
     fake_experiment(exp, data, "r6s1", conf("asr", audio=(6,), seed=1), {"a6": right})
     fake_experiment(exp, data, "ms", conf("asr", "ms"), {"a3": right, "a6": one_wrong})
     fake_experiment(exp, data, "ms1", conf("asr", "ms", seed=1), {"a3": right, "a6": right})
-    out = tmp_path / "results.md"
-    accuracy_table.main(["--exp_dir", str(exp), "--data_dir", str(data), "--test_sets", "test",
-                         "--scales", "a3", "a6", "--out", str(out), "r3", "r6", "r6s1", "ms", "ms1"])
+    text = table(tmp_path, ["a3", "a6"], ["r3", "r6", "r6s1", "ms", "ms1"])
     # Seed 1 has no per-rate a3: only a6 counts, +8.3 (seed 0) and 0 (seed 1).
-    assert "| avgpool | MS-LoRA | 1 | 2 | +4.2 ± 5.9 | +8.3, +0.0 |" in out.read_text()
+    assert "| avgpool | MS-LoRA | 1 | 2 | +4.2 ± 5.9 | +8.3, +0.0 |" in text
 
 
 def test_two_models_of_one_variant_and_seed_are_an_error(tmp_path):
