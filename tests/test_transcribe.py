@@ -4,6 +4,7 @@ speaks, with a tiny trained-from-scratch model packed the ESPnet way."""
 import importlib.util
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -44,7 +45,7 @@ def model_files(tmp_path_factory, llm_dir, whisper_dir):
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory):
     """A talking face at 30 fps with 22.05 kHz sound, the same without sound,
-    a faceless one and a corrupt file."""
+    with twice as long a sound track, a faceless one and a corrupt file."""
     folder = tmp_path_factory.mktemp("videos")
     still = cv2.resize(skimage_data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
     num = int(SECONDS * 30)
@@ -52,8 +53,9 @@ def videos(tmp_path_factory):
     rate = 22050
     t = np.arange(int(SECONDS * rate)) / rate
     speech = 0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))
-    paths = {name: str(folder / f"{name}.mp4") for name in ("talk", "silent", "noface", "corrupt")}
+    paths = {name: str(folder / f"{name}.mp4") for name in ("talk", "silent", "long_sound", "noface", "corrupt")}
     write_video_mp4(paths["talk"], frames, fps=30, audio=speech, sample_rate=rate)
+    write_video_mp4(paths["long_sound"], frames, fps=30, audio=np.tile(speech, 2), sample_rate=rate)
     write_video_mp4(paths["silent"], frames, fps=30)
     write_video_mp4(paths["noface"], np.full((num, 64, 64), 90, np.uint8), audio=speech, sample_rate=rate)
     with open(paths["talk"], "rb") as f:
@@ -95,3 +97,26 @@ def test_transcribe_cli(model_files, videos, capsys, caplog):
     with caplog.at_level(logging.INFO):
         assert main([videos["talk"]] + args + ["--scale", "auto", "--budget_tokens_per_sec", "5"]) == 1
     assert "no scale fits the budget" in caplog.text
+
+
+def test_sound_longer_than_picture_decodes_the_common_span(model_files, videos, capsys, caplog):
+    args = ["--asr_model_file", str(model_files / "model.pth"), "--beam_size", "2", "--max_new_tokens", "3",
+            "--scale", "a2_v1"]
+    with caplog.at_level(logging.INFO):
+        assert main([videos["long_sound"]] + args) == 0
+    assert capsys.readouterr().out.startswith(videos["long_sound"])
+    assert re.search(
+        rf"{re.escape(videos['long_sound'])}: the sound lasts 1\.6\d s but the picture 0\.80 s "
+        r"\(more than --av_tolerance 0\.2 s apart\): decoding the first 0\.80 s", caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert main([videos["long_sound"]] + args + ["--av_tolerance", "1"]) == 0
+    assert "the sound lasts" not in caplog.text
+    # Data files (training, test sets) keep the strict check.
+    inputs = load_media(videos["long_sound"], {"audio", "video"})
+    preprocess = AVSRTask.build_preprocess_fn(
+        AVSRTask.get_parser().parse_args(["--config", str(model_files / "model.yaml")]), True
+    )
+    with pytest.raises(ValueError, match=r"utt1: audio lasts 1\.6\d s but video 0\.80 s"):
+        preprocess("utt1", dict(inputs, text="bin blue"))

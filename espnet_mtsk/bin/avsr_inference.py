@@ -27,6 +27,7 @@ from typeguard import typechecked
 
 from espnet_mtsk.budget import choose_scale, read_scale_table
 from espnet_mtsk.data.preprocess import SAMPLE_RATE, VIDEO_FPS
+from espnet_mtsk.hf_folder import key_value
 from espnet_mtsk.tasks.avsr import AVSRTask
 
 
@@ -37,6 +38,11 @@ class AVSR2Text:
         >>> avsr = AVSR2Text("exp/x/config.yaml", "exp/x/valid.acc.ave.pth", scale="a4_v2")
         >>> avsr(speech=wave, video=frames)
         'bin blue at f two now'
+
+    ``pretrained_dirs`` ({config option: path}) says where a pretrained
+    folder of the config is on this machine (see
+    ``AVSRTask.build_model_from_file``); ``av_tolerance`` replaces the
+    largest audio/video duration gap the training config accepts.
     """
 
     @typechecked
@@ -52,11 +58,15 @@ class AVSR2Text:
         budget_tokens_per_sec: Optional[float] = None,
         budget_rtf: Optional[float] = None,
         scale_table: Optional[str] = None,
+        pretrained_dirs: Optional[Dict[str, str]] = None,
+        av_tolerance: Optional[float] = None,
     ):
         model, train_args = AVSRTask.build_model_from_file(
-            asr_train_config, asr_model_file, device
+            asr_train_config, asr_model_file, device, pretrained_dirs
         )
         self.model = model.eval()
+        if av_tolerance is not None:
+            train_args.av_tolerance = av_tolerance
         self.train_args = train_args
         self.preprocess = AVSRTask.build_preprocess_fn(train_args, False)
         self.budget_tokens_per_sec = budget_tokens_per_sec
@@ -173,7 +183,9 @@ class AVSR2Text:
 
     @staticmethod
     def from_pretrained(model_tag: Optional[str] = None, **kwargs: Any) -> "AVSR2Text":
-        """A packed model (espnet_model_zoo tag, URL or local zip) or files."""
+        """A packed model (espnet_model_zoo tag, URL or local zip) or files;
+        the pretrained folders it references are found as
+        ``AVSRTask.build_model_from_file`` says."""
         if model_tag is not None:
             from espnet_model_zoo.downloader import ModelDownloader
 
@@ -202,6 +214,7 @@ def inference(
     budget_tokens_per_sec: Optional[float],
     budget_rtf: Optional[float],
     scale_table: Optional[str],
+    pretrained_dir: Sequence[Tuple[str, str]],
     allow_variable_data_keys: bool,
 ):
     logging.basicConfig(
@@ -222,6 +235,7 @@ def inference(
         budget_tokens_per_sec=budget_tokens_per_sec,
         budget_rtf=budget_rtf,
         scale_table=scale_table,
+        pretrained_dirs=dict(pretrained_dir),
     )
     loader = AVSRTask.build_streaming_iterator(
         data_path_and_name_and_type,
@@ -290,6 +304,7 @@ def get_parser():
     group.add_argument("--asr_train_config", type=str)
     group.add_argument("--asr_model_file", type=str)
     group.add_argument("--model_tag", type=str, help="A packed model: tag, URL or zip")
+    add_pretrained_dir_argument(group)
     group = parser.add_argument_group("Decoding related")
     group.add_argument(
         "--scale", type=str_or_none, default=None,
@@ -317,6 +332,15 @@ def get_parser():
     group.add_argument("--beam_size", type=int, default=15)
     group.add_argument("--max_new_tokens", type=int, default=32)
     return parser
+
+
+def add_pretrained_dir_argument(parser) -> None:
+    parser.add_argument(
+        "--pretrained_dir", type=key_value, action="append", default=[], metavar="OPTION=PATH",
+        help="where a pretrained folder or file of the model's config is on this "
+        "machine, e.g. llm_conf.model_dir=/data/Llama-3.2-1B (a packed model "
+        "checks it holds the weights it was trained with)",
+    )
 
 
 def main(cmd=None):

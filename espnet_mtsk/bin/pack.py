@@ -3,56 +3,139 @@
 
 The packed zip is ESPnet's format (``meta.yaml`` with ``asr_train_config``
 and ``asr_model_file``), so ``espnet_model_zoo``'s ``ModelDownloader`` and
-``AVSR2Text.from_pretrained("model.zip")`` unpack it. The HF folders the
-config names (``model_dir`` of the LLM, of Whisper...) travel inside the zip;
-the packed config names their ``config.json``, because espnet_model_zoo
+``AVSR2Text.from_pretrained("model.zip")`` unpack it.
+
+The pretrained folders and files the config names (``llm_conf.model_dir``,
+``audio_encoder_conf.model_dir``, ``video_encoder_conf.checkpoint``,
+``init_param``) fill what a ``save_strategy: required_grad_only`` checkpoint
+leaves out. Those up to ``--inline_max_mb`` (200 MB by default: the
+stand-ins of the toy recipes) travel inside the zip; the packed config names
+a file inside each (a folder's ``config.json``), because espnet_model_zoo
 rewrites only file paths to their unpacked place, and our loaders accept a
-folder's ``config.json`` for the folder.
+folder's ``config.json`` for the folder. Larger ones (Llama, Whisper,
+AV-HuBERT) are referenced: the packed config's ``pretrained_references``
+records, per config option, the path, the origin (a hub id found in
+huggingface_hub's cache layout, or ``--origin OPTION=HUB_ID_OR_URL``) and the
+size and sha256 of each weight file. Loading the unpacked model finds the
+same weights there, in the hub cache or at ``--pretrained_dir OPTION=PATH``,
+or stops naming the option, what differs and where to get it
+(``espnet_mtsk.hf_folder.find_pretrained``).
 """
 
 import argparse
+import contextlib
+import copy
+import logging
+import os
 from pathlib import Path
-from typing import Any, List
+from typing import Dict, List, Optional, Tuple
 
 import yaml
 from espnet2.main_funcs.pack_funcs import pack, unpack
 
+from espnet_mtsk.hf_folder import fingerprint, hub_origin, key_value, total_size
+from espnet_mtsk.tasks.avsr import pretrained_sources, set_option
 
-def _point_at_config_json(value: Any, folders: List[Path]) -> Any:
-    """Replaces every ``model_dir`` folder in a config by its config.json."""
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if key == "model_dir" and isinstance(item, str) and Path(item).is_dir():
-                folders.append(Path(item))
-                out[key] = str(Path(item) / "config.json")
-            else:
-                out[key] = _point_at_config_json(item, folders)
-        return out
-    if isinstance(value, list):
-        return [_point_at_config_json(v, folders) for v in value]
-    return value
+INLINE_MAX_MB = 200.0
 
 
-def pack_model(config: Path, model_file: Path, outpath: Path, options: List[Path]) -> None:
-    folders: List[Path] = []
-    conf = _point_at_config_json(yaml.safe_load(config.read_text()), folders)
-    packed_config = config.with_name("packed_config.yaml")
-    packed_config.write_text(yaml.safe_dump(conf, sort_keys=False))
-    pack(
-        files={"asr_model_file": model_file},
-        yaml_files={"asr_train_config": packed_config},
-        outpath=outpath,
-        option=[*folders, *options],
-    )
+def _member(path: Path, root: Path) -> str:
+    """The name ``pack`` run in ``root`` gives ``path`` inside the zip."""
+    path = path.resolve()
+    return str(path.relative_to(root) if path.is_relative_to(root) else path).lstrip("/")
+
+
+def _packed_file(path: Path) -> Path:
+    """The file a packed config names for ``path``: the file itself, or a
+    file of the folder (its config.json where it has one)."""
+    if path.is_file():
+        return path
+    config = path / "config.json"
+    return config if config.is_file() else min(f for f in path.rglob("*") if f.is_file())
+
+
+def packed_config(
+    config: Dict, inline_max_mb: float, origins: Dict[str, str], root: Path
+) -> Tuple[Dict, List[Path]]:
+    """The config to pack, where small sources point into the zip and every
+    source is listed in ``pretrained_references`` (the large ones with their
+    fingerprints), and the small sources to put in the zip, for ``pack``
+    run in ``root``."""
+    args = argparse.Namespace(**copy.deepcopy(config))
+    references, inline = [], []
+    unknown = sorted(set(origins) - {s.option for s in pretrained_sources(args)})
+    if unknown:
+        # A recipe gives the origins of all its models; a config may use some.
+        logging.warning(f"--origin {', '.join(unknown)}: the config names no such pretrained source")
+    for source in pretrained_sources(args):
+        path = Path(source.path)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{source.option}: {path} not found; packing needs every pretrained folder "
+                "and file the config names"
+            )
+        reference = {"option": source.option, "original": str(path.resolve()), "suffix": source.suffix}
+        if total_size(path) <= inline_max_mb * 2**20:
+            member = _member(_packed_file(path), root)
+            inline.append(path.resolve())
+            reference["packed"] = member
+            set_option(args, source.option, member + source.suffix)
+        else:
+            origin, revision = hub_origin(path)
+            reference.update(
+                kind="file" if path.is_file() else "folder",
+                origin=origins.get(source.option, origin),
+                revision=revision if source.option not in origins else None,
+                weights=fingerprint(path),
+            )
+        references.append(reference)
+    out = vars(args)
+    out["pretrained_references"] = references
+    return out, inline
+
+
+def pack_model(
+    config: Path,
+    model_file: Path,
+    outpath: Path,
+    options: List[Path],
+    inline_max_mb: float = INLINE_MAX_MB,
+    origins: Optional[Dict[str, str]] = None,
+) -> None:
+    files = [p.resolve() for p in (config, model_file, *options)]
+    # ESPnet's unpack relocates the config and the model file only when they
+    # were packed under relative paths: pack from their common folder.
+    root = Path(os.path.commonpath([f.parent for f in files]))
+    conf, inline = packed_config(yaml.safe_load(config.read_text()), inline_max_mb, origins or {}, root)
+    packed = files[0].with_name("packed_config.yaml")
+    packed.write_text(yaml.safe_dump(conf, sort_keys=False))
+    outpath = outpath.resolve()
+    with contextlib.chdir(root):
+        pack(
+            files={"asr_model_file": files[1]},
+            yaml_files={"asr_train_config": packed},
+            outpath=outpath,
+            option=[*inline, *files[2:]],
+        )
 
 
 def main(cmd=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--asr_train_config", type=Path)
     parser.add_argument("--asr_model_file", type=Path)
     parser.add_argument("--outpath", type=Path)
     parser.add_argument("--option", type=Path, action="append", default=[])
+    parser.add_argument(
+        "--inline_max_mb", type=float, default=INLINE_MAX_MB,
+        help="pretrained folders and files up to this size go inside the zip; "
+        "larger ones are referenced with a fingerprint",
+    )
+    parser.add_argument(
+        "--origin", type=key_value, action="append", default=[], metavar="OPTION=HUB_ID_OR_URL",
+        help="where a referenced source can be downloaded, e.g. "
+        "llm_conf.model_dir=meta-llama/Llama-3.2-1B (default: the hub id of a "
+        "folder in huggingface_hub's cache)",
+    )
     parser.add_argument("--unpack", type=Path, help="a packed zip to unpack")
     parser.add_argument("--outdir", type=Path, help="where --unpack writes")
     args = parser.parse_args(cmd)
@@ -61,7 +144,10 @@ def main(cmd=None):
         for key, value in unpack(args.unpack, args.outdir).items():
             print(f"{key}={value}")
     else:
-        pack_model(args.asr_train_config, args.asr_model_file, args.outpath, args.option)
+        pack_model(
+            args.asr_train_config, args.asr_model_file, args.outpath, args.option,
+            args.inline_max_mb, dict(args.origin),
+        )
 
 
 if __name__ == "__main__":

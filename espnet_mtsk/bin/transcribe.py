@@ -12,7 +12,10 @@ model decodes at the requested scale and prints ``<file> <transcript>``. A
 file without sound track is decoded from the lips alone (the VSR scale of the
 same video rate, or the budget's choice among VSR scales); a file with no
 face, or one that does not decode, gets a message naming it and the other
-files go on. The exit status is 1 when any file failed.
+files go on. The exit status is 1 when any file failed. Sound and picture
+whose durations differ by more than ``--av_tolerance`` seconds (phone and
+screen recordings often do) are cut to the span both cover, with a warning
+giving both durations; training and test data keep the strict check.
 
 Python: ``transcribe_file(avsr, path)`` with an ``AVSR2Text``.
 """
@@ -26,8 +29,8 @@ import numpy as np
 import torch
 import torchaudio
 
-from espnet_mtsk.bin.avsr_inference import AVSR2Text
-from espnet_mtsk.data.preprocess import SAMPLE_RATE
+from espnet_mtsk.bin.avsr_inference import AVSR2Text, add_pretrained_dir_argument
+from espnet_mtsk.data.preprocess import SAMPLE_RATE, VIDEO_FPS
 from espnet_mtsk.data.video import read_audio_track
 
 MOUTH_SIZE = 88
@@ -56,12 +59,36 @@ def load_media(path: str, modalities, crop_size: int = MOUTH_SIZE) -> Dict[str, 
     return inputs
 
 
+def common_span(path: str, inputs: Dict[str, np.ndarray], tolerance: float) -> Dict[str, np.ndarray]:
+    """``inputs`` cut to the span both sound and picture cover when their
+    durations differ by more than ``tolerance`` seconds (both are taken to
+    start together), with a warning that gives both durations."""
+    if "speech" not in inputs or "video" not in inputs:
+        return inputs
+    audio_sec = len(inputs["speech"]) / SAMPLE_RATE
+    video_sec = len(inputs["video"]) / VIDEO_FPS
+    if abs(audio_sec - video_sec) <= tolerance:
+        return inputs
+    seconds = min(audio_sec, video_sec)
+    logging.warning(
+        f"{path}: the sound lasts {audio_sec:.2f} s but the picture {video_sec:.2f} s "
+        f"(more than --av_tolerance {tolerance:g} s apart): decoding the first "
+        f"{seconds:.2f} s, which both cover"
+    )
+    return {
+        "speech": inputs["speech"][: round(seconds * SAMPLE_RATE)],
+        "video": inputs["video"][: round(seconds * VIDEO_FPS)],
+    }
+
+
 def transcribe_file(
     avsr: AVSR2Text, path: str, scale: Optional[str] = None, crop_size: int = MOUTH_SIZE
 ) -> str:
-    """One file -> its transcript at ``scale`` (default: the decoder's)."""
+    """One file -> its transcript at ``scale`` (default: the decoder's).
+    Sound and picture further apart than the decoder's ``av_tolerance`` are
+    cut to their common span (``common_span``)."""
     modalities = {m for s in avsr.model.scales for m in s.modalities}
-    inputs = load_media(path, modalities, crop_size)
+    inputs = common_span(path, load_media(path, modalities, crop_size), avsr.train_args.av_tolerance)
     available = [m for m, key in (("audio", "speech"), ("video", "video")) if key in inputs]
     scale_id = avsr.resolve_scale(scale or avsr.scale, available, name=path)
     texts, _, _ = avsr.decode_scales(avsr.single_batch(path, **inputs), [scale_id])[scale_id]
@@ -77,12 +104,19 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_tag", help="a packed model: zip, URL or espnet_model_zoo tag")
     parser.add_argument("--asr_train_config")
     parser.add_argument("--asr_model_file")
+    add_pretrained_dir_argument(parser)
     parser.add_argument("--scale", default=None, help="scale id (e.g. a16_v5) or 'auto'")
     parser.add_argument("--budget_tokens_per_sec", type=float)
     parser.add_argument("--budget_rtf", type=float)
     parser.add_argument("--scale_table", help="default: scale_table.json beside the model file")
     parser.add_argument("--crop_size", type=int, default=MOUTH_SIZE,
                         help="mouth crop side in pixels (as the model was trained)")
+    parser.add_argument(
+        "--av_tolerance", type=float, default=None,
+        help="largest gap (s) between the durations of sound and picture decoded as they "
+        "are; a file further apart is cut to the span both cover, with a warning "
+        "(default: the model's training value, 0.2 unless its config says otherwise)",
+    )
     parser.add_argument("--beam_size", type=int, default=15)
     parser.add_argument("--max_new_tokens", type=int, default=32)
     parser.add_argument("--ngpu", type=int, default=0)
@@ -102,6 +136,8 @@ def main(cmd: Optional[List[str]] = None) -> int:
         budget_tokens_per_sec=args.budget_tokens_per_sec,
         budget_rtf=args.budget_rtf,
         scale_table=args.scale_table,
+        pretrained_dirs=dict(args.pretrained_dir),
+        av_tolerance=args.av_tolerance,
     )
     failed = 0
     for path in args.files:

@@ -4,4 +4,8 @@
 # Usage and options: README.md (the steps are run_pretrained.sh's).
 set -euo pipefail
 recipe_asr_args=""
-. ./run_pretrained.sh "$@"
+# Stage 14 references Llama and Whisper (too large for the zip) by these hub
+# ids and a fingerprint; another machine finds them in its hub cache or is
+# told where to get them.
+pack_origins="--origin llm_conf.model_dir=meta-llama/Llama-3.2-1B --origin audio_encoder_conf.model_dir=openai/whisper-medium.en"
+. ./run_pretrained.sh --pack_opts "${pack_origins}" "$@"
