@@ -61,6 +61,7 @@ inference_scales=""   # default: every scale the model was trained on
 scale_table_set=""    # set decoded too, whose per-scale WER/cost table (scale_table.json) drives --scale auto; default: valid_set, "none": skip
 inference_model=valid.acc.ave.pth  # average of the best checkpoints (keep_nbest_models), as the paper averages
 packed_model=""
+pack_opts=""         # options of espnet_mtsk.bin.pack (stage 14), e.g. --inline_max_mb, --origin
 
 help_message="Usage: $0 --train_set <name> --valid_set <name> --test_sets '<names>' --train_config <yaml> [options]
 Options are the variables at the top of $0, e.g. --stage 1 --stop_stage 13 --nj 4 --ngpu 1."
@@ -307,7 +308,7 @@ if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
     ${python} -m espnet_mtsk.bin.pack --asr_train_config "${asr_exp}/config.yaml" \
         --asr_model_file "${asr_exp}/${inference_model}" --outpath "${packed_model}" \
         --option "${asr_exp}/RESULTS.md" \
-        ${scale_table_set:+--option "${asr_exp}/scale_table.json"}
+        ${scale_table_set:+--option "${asr_exp}/scale_table.json"} ${pack_opts}
 fi
 
 if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
