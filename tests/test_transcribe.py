@@ -17,9 +17,11 @@ skimage_data = pytest.importorskip("skimage.data")
 cv2 = pytest.importorskip("cv2")
 
 from conftest import model_config  # noqa: E402
+from espnet_mtsk.bin import pack  # noqa: E402
 from espnet_mtsk.bin.transcribe import load_media, main  # noqa: E402
 from espnet_mtsk.data.video import write_video_mp4  # noqa: E402
 from espnet_mtsk.tasks.avsr import AVSRTask  # noqa: E402
+from test_pack import caches  # noqa: E402,F401  (espnet_model_zoo's and our caches in tmp_path)
 
 SECONDS = 0.8
 
@@ -120,3 +122,15 @@ def test_sound_longer_than_picture_decodes_the_common_span(model_files, videos, 
     )
     with pytest.raises(ValueError, match=r"utt1: audio lasts 1\.6\d s but video 0\.80 s"):
         preprocess("utt1", dict(inputs, text="bin blue"))
+
+
+def test_packed_model_with_referenced_folders(model_files, videos, llm_dir, whisper_dir, tmp_path, capsys):
+    out = tmp_path / "model.zip"
+    pack.main(["--asr_train_config", str(model_files / "config.yaml"), "--asr_model_file",
+               str(model_files / "model.pth"), "--outpath", str(out), "--inline_max_mb", "0"])
+    args = [videos["talk"], "--model_tag", str(out), "--beam_size", "2", "--max_new_tokens", "3"]
+    capsys.readouterr()
+    assert main(args + ["--pretrained_dir", f"llm_conf.model_dir={llm_dir}"]) == 0
+    assert capsys.readouterr().out.startswith(videos["talk"])
+    with pytest.raises(FileNotFoundError, match=r"llm_conf\.model_dir: (.|\n)*model\.safetensors has \d+ bytes"):
+        main(args + ["--pretrained_dir", f"llm_conf.model_dir={whisper_dir}"])
