@@ -19,7 +19,7 @@ def _run(module, *args):
     return proc
 
 
-def datadir(root, names, rng):
+def _datadir(root, names, rng):
     root.mkdir(parents=True)
     with open(root / "wav.scp", "w") as wav, open(root / "video.scp", "w") as vid, open(
         root / "text", "w"
@@ -35,7 +35,7 @@ def datadir(root, names, rng):
     return root
 
 
-def data_args(flag, root, with_text=True):
+def _data_args(flag, root, with_text=True):
     names = [("wav.scp", "speech", "sound"), ("video.scp", "video", "video")]
     if with_text:
         names.append(("text", "text", "text"))
@@ -55,7 +55,7 @@ def test_help_lists_every_choice():
 
 def test_train_then_decode(tmp_path, llm_dir, whisper_dir):
     rng = np.random.default_rng(0)
-    train = datadir(tmp_path / "train", SENTENCES[:4], rng)
+    train = _datadir(tmp_path / "train", SENTENCES[:4], rng)
     config = {
         "audio_encoder": "whisper",
         "audio_encoder_conf": {"model_dir": whisper_dir},
@@ -82,16 +82,16 @@ def test_train_then_decode(tmp_path, llm_dir, whisper_dir):
     common = ["--config", conf, "--ngpu", 0, "--use_matplotlib", "false"]
     _run(
         "espnet_mtsk.bin.avsr_train", *common, "--collect_stats", "true",
-        *data_args("--train_data_path_and_name_and_type", train),
-        *data_args("--valid_data_path_and_name_and_type", train),
+        *_data_args("--train_data_path_and_name_and_type", train),
+        *_data_args("--valid_data_path_and_name_and_type", train),
         "--train_shape_file", train / "wav.scp", "--valid_shape_file", train / "wav.scp",
         "--output_dir", stats,
     )
     exp = tmp_path / "exp"
     _run(
         "espnet_mtsk.bin.avsr_train", *common,
-        *data_args("--train_data_path_and_name_and_type", train),
-        *data_args("--valid_data_path_and_name_and_type", train),
+        *_data_args("--train_data_path_and_name_and_type", train),
+        *_data_args("--valid_data_path_and_name_and_type", train),
         "--train_shape_file", stats / "train/speech_shape",
         "--valid_shape_file", stats / "valid/speech_shape",
         "--output_dir", exp,
@@ -104,7 +104,7 @@ def test_train_then_decode(tmp_path, llm_dir, whisper_dir):
             "espnet_mtsk.bin.avsr_inference", "--scale", scale,
             "--asr_train_config", exp / "config.yaml",
             "--asr_model_file", exp / "valid.acc.best.pth",
-            *data_args("--data_path_and_name_and_type", train, with_text=False),
+            *_data_args("--data_path_and_name_and_type", train, with_text=False),
             "--batch_size", 2, "--beam_size", 2, "--max_new_tokens", 8,
             "--output_dir", out,
         )
@@ -117,7 +117,7 @@ def test_train_then_decode(tmp_path, llm_dir, whisper_dir):
         "espnet_mtsk.bin.avsr_inference", "--scales", "a2_v2", "a4_v2",
         "--asr_train_config", exp / "config.yaml",
         "--asr_model_file", exp / "valid.acc.best.pth",
-        *data_args("--data_path_and_name_and_type", train, with_text=False),
+        *_data_args("--data_path_and_name_and_type", train, with_text=False),
         "--batch_size", 2, "--beam_size", 2, "--max_new_tokens", 8,
         "--output_dir", both,
     )

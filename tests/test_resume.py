@@ -15,15 +15,15 @@ import yaml
 
 from conftest import SENTENCES, model_config
 from espnet_mtsk.bin.avsr_inference import AVSR2Text
-from test_cli import data_args, datadir
+from test_cli import _data_args, _datadir
 
 MAX_EPOCH = 3
 
 
 def _command(tmp_path, llm_dir, whisper_dir):
     # Enough batches that the kill lands well inside the second epoch.
-    train = datadir(tmp_path / "train", SENTENCES[:32], np.random.default_rng(0))
-    valid = datadir(tmp_path / "valid", SENTENCES[:4], np.random.default_rng(1))
+    train = _datadir(tmp_path / "train", SENTENCES[:32], np.random.default_rng(0))
+    valid = _datadir(tmp_path / "valid", SENTENCES[:4], np.random.default_rng(1))
     config = {
         **model_config(llm_dir, whisper_dir, lora="ms"),
         "freeze_param": ["encoders"],
@@ -43,8 +43,8 @@ def _command(tmp_path, llm_dir, whisper_dir):
     return [
         sys.executable, "-m", "espnet_mtsk.bin.avsr_train", "--config", str(tmp_path / "train.yaml"),
         "--ngpu", "0", "--use_matplotlib", "false", "--resume", "true",
-        *data_args("--train_data_path_and_name_and_type", train),
-        *data_args("--valid_data_path_and_name_and_type", valid),
+        *_data_args("--train_data_path_and_name_and_type", train),
+        *_data_args("--valid_data_path_and_name_and_type", valid),
         "--train_shape_file", str(train / "wav.scp"), "--valid_shape_file", str(valid / "wav.scp"),
         "--output_dir", str(tmp_path / "exp"),
     ]
