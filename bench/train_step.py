@@ -1,30 +1,49 @@
 #!/usr/bin/env python3
 """Training cost of the Matryoshka objective against per-rate models.
 
-On the SynthGRID mini config (AVSR, audio rates 3 and 6 x video rates 3 and
-6: K = 4 scales, frozen encoders, MS-LoRA) and one batch, times a full
-training step (forward, backward, AdamW) of:
-  * the K single-scale models, one step each (the per-rate baseline);
-  * the Matryoshka model, scales looped through the LLM one by one;
-  * the Matryoshka model, all scales as one padded LLM batch (the default
-    when adapters are shared).
-Then whole short trainings (--train_steps, a new batch each step) of the
-Matryoshka model against the K per-rate models together.
-Last line: ``ratio: X`` = the faster Matryoshka step / the K separate steps.
+On the SynthGRID mini config (AVSR, MS-LoRA, frozen encoders; by default
+audio rates 3 and 6 x video rates 3 and 6: K = 4 scales; the paper's set is
+``--audio_rates 4 16 --video_rates 2 5 --audio_frame_rate 50``) and one
+batch, times in turns, every repetition:
+  * E, the encoders alone (frontend included);
+  * L_k, one scale's projector + LLM step (forward, backward, AdamW) on the
+    encoders' output, for each of the K per-rate models;
+  * the K per-rate models' full training steps (the baseline);
+  * the Matryoshka model's step, scales looped through the LLM one by one,
+    and all scales as one padded LLM batch (the default when adapters are
+    shared);
+  * one per-rate model's AdamW update alone.
+With frozen encoders run once for all K scales, a Matryoshka step that is
+the encoders plus each scale's L_k costs E + sum L_k against K E + sum L_k
+for the K per-rate steps: that quotient is the floor, (E + K L) / (K (E + L))
+with L the mean L_k. The Matryoshka step may go slightly below: it makes one
+backward call and one AdamW update (timed alone too) for all its scales.
+Then whole short trainings (--train_steps, a new batch each step), the
+Matryoshka step and the K per-rate steps taking turns.
 
-    python bench/train_step.py [--batch_size 16] [--reps 5] [--train_steps 10]
+Times are medians over the repetitions ± half their 10-90 % range; floor and
+ratio are computed per repetition from the times measured in it. Last lines:
+``floor: X`` and ``ratio: Y`` = the faster Matryoshka step / the K per-rate
+steps. By default one thread works and its CPU time is measured, which other
+jobs on a shared machine change far less than the elapsed time;
+``--threads N --clock wall`` times N threads by the clock.
+
+    python bench/train_step.py [--batch_size 16] [--reps 10] [--train_steps 10] \\
+        [--audio_rates 4 16 --video_rates 2 5 --audio_frame_rate 50] [--threads 2 --clock wall]
 """
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-from common import build_model, make_batch, median_seconds, stand_in_llm, table
+from common import (
+    Progress, Summary, add_machine_args, add_scale_args, build_scaled_model, machine, make_batch, ratios,
+    set_machine, stand_in_llm, table, time_samples, timed,
+)
 
-AUDIO_RATES, VIDEO_RATES = (3, 6), (3, 6)
+LOOP, PADDED = "matryoshka, loop over scales", "matryoshka, one padded pass"
 
 
 def stepper(model, batch_for):
@@ -32,35 +51,40 @@ def stepper(model, batch_for):
     optim = torch.optim.AdamW(params, lr=1e-3)
     model.train()
 
-    def step(i=0):
-        loss, _, _ = model(**batch_for(i))
+    def step(i=0, **extra):
+        loss, _, _ = model(**batch_for(i), **extra)
         optim.zero_grad()
         loss.backward()
         optim.step()
 
+    step.optimizer = optim
     return step
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_scale_args(parser)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--train_steps", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    add_machine_args(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    set_machine(parser, args, torch.device("cpu"))
+    progress = Progress()
 
     with tempfile.TemporaryDirectory() as tmp:
         llm_dir = stand_in_llm(Path(tmp) / "llm")
-        mtsk = build_model(llm_dir, mode="avsr", audio_rates=list(AUDIO_RATES), video_rates=list(VIDEO_RATES))
+        mtsk = build_scaled_model(llm_dir, args, "avsr")
         singles = {
-            s.id: build_model(llm_dir, mode="avsr", audio_rates=[s.rates[0][1]], video_rates=[s.rates[1][1]])
+            s.id: build_scaled_model(llm_dir, args, "avsr", audio_rates=[s.rates[0][1]], video_rates=[s.rates[1][1]])
             for s in mtsk.scales
         }
+    progress(f"built the Matryoshka model and {len(singles)} per-rate models")
     tokenizer = mtsk.llm.tokenizer
     batches = [make_batch(tokenizer, args.batch_size, args.seconds, seed) for seed in range(args.train_steps)]
     batch_for = lambda i: batches[i % len(batches)]  # noqa: E731
+    inputs = {k: v for k, v in batches[0].items() if not k.startswith("text")}
     k = len(mtsk.scales)
 
     mtsk_step = stepper(mtsk, batch_for)
@@ -73,34 +97,53 @@ def main():
         mtsk.one_pass = True
         mtsk_step()
 
+    def encoders():
+        mtsk.encode(**inputs)
+
     single_steps = {sid: stepper(m, batch_for) for sid, m in singles.items()}
-    fns = {f"single {sid}": fn for sid, fn in single_steps.items()}
-    fns.update({"matryoshka, loop over scales": looped, "matryoshka, one padded pass": padded})
-    times = median_seconds(fns, args.reps)
+    # The per-rate models' encoders are the Matryoshka model's (same config
+    # and seed), so its output serves their L_k steps.
+    encoded = mtsk.encode(**inputs)
+    fns = {"encoders (E)": encoders}
+    fns.update({f"L {sid}": (lambda step=step: step(encoded=encoded)) for sid, step in single_steps.items()})
+    fns.update({f"single {sid}": step for sid, step in single_steps.items()})
+    fns.update({LOOP: looped, PADDED: padded})
+    # The part of each L_k that the Matryoshka step pays once for all K
+    # scales (its gradients are those the step before left).
+    first = next(iter(single_steps))
+    fns[f"AdamW update alone, {first}"] = single_steps[first].optimizer.step
+    times = time_samples(fns, args.reps, progress=progress)
 
-    separate = sum(times[f"single {sid}"] for sid in singles)
-    best_name = min(("matryoshka, loop over scales", "matryoshka, one padded pass"), key=times.get)
-    rows = [(name, f"{t * 1000:.0f}") for name, t in times.items()]
-    rows.append((f"K = {k} single-scale steps together", f"{separate * 1000:.0f}"))
-    print(f"batch {args.batch_size} x {args.seconds} s, {torch.get_num_threads()} threads, "
-          f"scales {mtsk.scale_ids}\n")
-    print(table(rows, ["one training step", "ms (median)"]))
-    print(f"\nloop / padded: {times['matryoshka, loop over scales'] / times['matryoshka, one padded pass']:.2f}")
+    per_rep = lambda prefix: [sum(ts) for ts in zip(*(times[f"{prefix} {sid}"] for sid in singles))]  # noqa: E731
+    separate, llm_sum = per_rep("single"), per_rep("L")
+    best = min((LOOP, PADDED), key=lambda name: Summary(times[name]).median)
+    encoder_times = times["encoders (E)"]
+    at_floor = [e + ls for e, ls in zip(encoder_times, llm_sum)]
+    separate_parts = [k * e + ls for e, ls in zip(encoder_times, llm_sum)]
+    floor = Summary(ratios(at_floor, separate_parts))
+    ratio = Summary(ratios(times[best], separate))
+    decomposition = Summary(ratios(separate, separate_parts))
 
-    mtsk.one_pass = best_name.endswith("pass")
-    start = time.perf_counter()
+    rows = [(name, Summary(t).format(1000)) for name, t in times.items()]
+    rows.append((f"K = {k} single-scale steps together", Summary(separate).format(1000)))
+    print(f"{machine(torch.device('cpu'), next(mtsk.llm.model.parameters()).dtype)}; "
+          f"batch {args.batch_size} x {args.seconds} s, audio {args.audio_frame_rate} frames/s, "
+          f"scales {mtsk.scale_ids}, {args.reps} repetitions\n")
+    print(table(rows, ["one training step (L: projector + LLM on the encoders' output)", "ms, median ± spread"]))
+    print(f"\nloop / padded: {Summary(ratios(times[LOOP], times[PADDED])).format(digits=2)}")
+    print(f"K single steps / (K E + sum L): {decomposition.format(digits=2)}")
+
+    mtsk.one_pass = best == PADDED
+    whole_mtsk, whole_singles = [], []
     for i in range(args.train_steps):
-        mtsk_step(i)
-    whole_mtsk = time.perf_counter() - start
-    start = time.perf_counter()
-    for step in single_steps.values():
-        for i in range(args.train_steps):
-            step(i)
-    whole_singles = time.perf_counter() - start
-    print(f"\nwhole training, {args.train_steps} steps: matryoshka {whole_mtsk:.1f} s, "
-          f"{k} per-rate models {whole_singles:.1f} s, ratio {whole_mtsk / whole_singles:.2f}")
-    print(f"faster matryoshka step: {best_name}")
-    print(f"ratio: {times[best_name] / separate:.2f}")
+        whole_mtsk.append(timed(lambda: mtsk_step(i)))
+        whole_singles.append(sum(timed(lambda step=step: step(i)) for step in single_steps.values()))
+    progress(f"whole trainings of {args.train_steps} steps done")
+    print(f"\nwhole training, {args.train_steps} steps, a new batch each, matryoshka / {k} per-rate models "
+          f"per step: {Summary(ratios(whole_mtsk, whole_singles)).format(digits=2)}")
+    print(f"faster matryoshka step: {best}")
+    print(f"floor: {floor.format(digits=3)}")
+    print(f"ratio: {ratio.format(digits=3)}")
 
 
 if __name__ == "__main__":

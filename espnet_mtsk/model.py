@@ -159,9 +159,13 @@ class ESPnetMTSKModel(AbsESPnetModel):
         speech_lengths: Optional[torch.Tensor] = None,
         video: Optional[torch.Tensor] = None,
         video_lengths: Optional[torch.Tensor] = None,
+        encoded: Optional[Encoded] = None,
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
-        encoded = self.encode(speech, speech_lengths, video, video_lengths)
+        # ``encoded`` (from ``encode``) skips the encoders, so that their
+        # share of a step can be timed apart (bench/train_step.py).
+        if encoded is None:
+            encoded = self.encode(speech, speech_lengths, video, video_lengths)
         cache: Dict = {}
         if self.one_pass:
             self.lora.activate(self.llm.model, self.scale_ids[0])

@@ -1,0 +1,33 @@
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import train_step  # noqa: E402
+
+
+def test_train_step_prints_the_floor_and_the_ratio_last(monkeypatch, capsys):
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(sys, "argv", [
+        "train_step.py", "--batch_size", "2", "--seconds", "1", "--reps", "3", "--train_steps", "2",
+        "--threads", "1", "--clock", "cpu"])
+    try:
+        train_step.main()
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert re.search(r"^CPU, \d+ cores, 1 thread, float32, cpu clock;", out, re.M)
+    times = re.findall(r"^\| ([^|]+) \| ([^|]+) \|$", out, re.M)[1:]
+    names = [name for name, _ in times]
+    assert names[0] == "encoders (E)" and sum(n.startswith("L a") for n in names) == 4
+    for name, cell in times:
+        median = re.match(r"(\d+\.\d+) ± \d+\.\d+$|unreliable \(", cell)
+        assert median, (name, cell)
+        assert median[1] is None or float(median[1]) > 0, (name, cell)
+    floor, ratio = re.search(r"\nfloor: (\d\.\d{3}) ± \d\.\d{3}\nratio: (\S+).*\n\Z", out).groups()
+    # The floor (E + K L) / (K (E + L)) lies between 1/K (free encoders)
+    # and 1 (free LLM).
+    assert 1 / 4 < float(floor) < 1
+    assert ratio == "unreliable" or float(ratio) > 0
