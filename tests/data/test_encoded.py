@@ -1,0 +1,102 @@
+"""Dumped frozen-encoder outputs: the dump CLI, the ``encoded`` data type,
+and a model trained on them computing what it computes from the audio."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from conftest import build, make_batch, model_config
+from espnet_mtsk.bin.dump_encoded import main as dump_main
+from espnet_mtsk.data.encoded import EncodedScpReader
+from espnet_mtsk.encoders.whisper import HFWhisperEncoder
+
+
+@pytest.fixture
+def data_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    lines = []
+    for i, seconds in enumerate((0.6, 1.0, 0.8)):
+        path = folder / f"u{i}.wav"
+        t = np.arange(int(seconds * 16000)) / 16000
+        sf.write(str(path), (0.1 * np.sin(2 * np.pi * 220 * (1 + i) * t)).astype(np.float32), 16000)
+        lines.append(f"u{i} {path}\n")
+    (folder / "wav.scp").write_text("".join(lines))
+    sf.write(str(tmp_path / "noise.wav"), (rng.standard_normal(16000) * 0.3).astype(np.float32), 16000)
+    (tmp_path / "noise.scp").write_text(f"n0 {tmp_path / 'noise.wav'}\n")
+    return folder
+
+
+def write_config(path, llm_dir, whisper_dir, freeze=("encoders",)):
+    conf = model_config(llm_dir, whisper_dir, mode="asr", lora="ms")
+    conf["freeze_param"] = list(freeze)
+    path.write_text(yaml.safe_dump(conf))
+    return str(path)
+
+
+def test_dump_writes_clean_and_noisy_variants_of_the_frozen_encoder(data_dir, tmp_path, llm_dir, whisper_dir):
+    config = write_config(tmp_path / "conf.yaml", llm_dir, whisper_dir)
+    out = tmp_path / "enc"
+    args = ["--config", config, "--data_dir", str(data_dir), "--out_dir", str(out), "--batch_size", "2"]
+    noisy_args = ["--noise_scp", str(tmp_path / "noise.scp"), "--noisy_copies", "1", "--noise_snr_range", "-5", "-5"]
+    assert dump_main([*args, *noisy_args]) == 0
+    lines = (out / "speech_encoded.scp").read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["u0", "u1", "u2"]
+    assert all(len(line.split()) == 3 for line in lines)
+    encoder = HFWhisperEncoder(model_dir=whisper_dir).eval()
+    wave = torch.from_numpy(sf.read(str(data_dir / "u1.wav"), dtype="float32")[0])
+    with torch.no_grad():
+        expected, _, _ = encoder(wave[None], torch.tensor([len(wave)]))
+    clean, noisy = (np.load(p).astype(np.float32) for p in lines[1].split()[1:])
+    assert clean.shape == (50, 32)  # 1.0 s at 50 states per second
+    assert np.allclose(clean, expected[0].numpy(), atol=1e-2)
+    assert np.abs(noisy - clean).max() > 0.1
+    # Resumed: what is there is kept, not encoded again.
+    before = (out / "data" / "u1.1.npy").stat().st_mtime_ns
+    assert dump_main([*args, *noisy_args]) == 0
+    assert (out / "data" / "u1.1.npy").stat().st_mtime_ns == before
+
+    reader = EncodedScpReader(str(out / "speech_encoded.scp"))
+    np.random.seed(0)
+    draws = {reader["u1"].tobytes() for _ in range(20)}
+    assert len(draws) == 2 and reader["u1"].dtype == np.float32
+
+
+def test_dump_refuses_bad_input_naming_it(data_dir, tmp_path, llm_dir, whisper_dir, caplog):
+    out = str(tmp_path / "enc")
+    unfrozen = write_config(tmp_path / "unfrozen.yaml", llm_dir, whisper_dir, freeze=())
+    assert dump_main(["--config", unfrozen, "--data_dir", str(data_dir), "--out_dir", out]) == 1
+    assert "does not freeze the audio encoder" in caplog.text
+    sf.write(str(data_dir / "u1.wav"), np.zeros(8000, np.float32), 8000)
+    config = write_config(tmp_path / "conf.yaml", llm_dir, whisper_dir)
+    assert dump_main(["--config", config, "--data_dir", str(data_dir), "--out_dir", out]) == 1
+    assert "u1:" in caplog.text and "8000 Hz" in caplog.text
+    assert not (tmp_path / "enc" / "speech_encoded.scp").exists()
+
+
+def test_reader_errors_name_utterance_and_file(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros((4, 3), np.float16))
+    np.save(tmp_path / "b.npy", np.zeros(4, np.float16))
+    (tmp_path / "x.scp").write_text(f"a {tmp_path / 'a.npy'}\nb {tmp_path / 'b.npy'}\nc {tmp_path / 'c.npy'}\n")
+    reader = EncodedScpReader(str(tmp_path / "x.scp"))
+    assert reader["a"].shape == (4, 3)
+    with pytest.raises(ValueError, match="'b'.*expected \\(T, D\\)"):
+        reader["b"]
+    with pytest.raises(ValueError, match="'c'.*c.npy"):
+        reader["c"]
+    with pytest.raises(KeyError, match="'d' is not in"):
+        reader["d"]
+
+
+def test_model_on_dumped_outputs_computes_what_it_computes_from_audio(llm_dir, whisper_dir):
+    model = build(llm_dir, whisper_dir, mode="asr", lora="ms").eval()
+    batch, _ = make_batch(model.llm.tokenizer)
+    with torch.no_grad():
+        loss, _, _ = model(**batch)
+        hs, hlens = model.encode(batch["speech"], batch["speech_lengths"])["audio"]
+        encoded = {k: v for k, v in batch.items() if not k.startswith("speech")}
+        loss_encoded, _, _ = model(**encoded, speech_encoded=hs, speech_encoded_lengths=hlens)
+    assert torch.allclose(loss, loss_encoded)
