@@ -3,10 +3,11 @@
 # numbering (egs2/TEMPLATE/asr1/asr.sh):
 #   1 data preparation (local/data.sh)       2 noise augmentation list
 #   3 format into dump/                      4 filter by length / empty text
-#   5 pretrained parts (--pretrained), LLM   6-8 text pre-training of a stand-in
-#     + tokenizer preparation
-#                                                LLM (only without --llm_dir)
-#   9 CTC pre-training of stand-in encoders (only with --encoder_pretrain true)
+#   5 pretrained parts (--pretrained),       6-8 text pre-training of a stand-in
+#     LLM + tokenizer preparation                LLM (only without --llm_dir)
+#   9 CTC pre-training of stand-in encoders (only with --encoder_pretrain true);
+#     the frozen audio encoder's outputs of the training and valid sets
+#     (only with --encoder_dump true)
 #   10 collect stats (shape files)           11 training
 #   12 decoding, every test set x scale      13 scoring + RESULTS.md
 #   14 packing (espnet_model_zoo zip)        15 decoding with the unpacked model
@@ -186,15 +187,34 @@ print(" ".join(
 PY
 }
 
-if "${encoder_pretrain}" && [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-    # The encoders are independent: one job each, in parallel, sharing the
-    # cores (small convolutions use a second thread poorly, so no more
-    # threads than cores).
-    pids=()
-    encoders=$(config_encoders)
-    n_encoders=$(echo "${encoders}" | wc -w)
-    threads=$(( $(nproc) / (n_encoders > 0 ? n_encoders : 1) ))
+encoded_dir=${dumpdir}/encoded
+dump_encoded() {
+    # The frozen audio encoder's outputs of the training (with the noisy
+    # variants of --encoder_dump_opts) and valid sets.
+    local dset opts
+    for dset in ${train_set} ${valid_set}; do
+        opts=""
+        [ "${dset}" = "${train_set}" ] && opts="${encoder_dump_opts} ${noise_scp:+--noise_scp ${data_feats}/noise.scp}"
+        log "Stage 9: frozen audio encoder outputs of ${dset} -> ${encoded_dir}/${dset}"
+        # shellcheck disable=SC2086
+        ${train_cmd} "${encoded_dir}/${dset}/dump.log" \
+            ${python} -m espnet_mtsk.bin.dump_encoded --config "${train_config}" --llm_dir "${llm_out}" \
+            --data_dir "${data_feats}/${dset}" --out_dir "${encoded_dir}/${dset}" ${opts}
+    done
+}
+
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    # The encoders to pre-train and the dump are independent: one job each,
+    # in parallel, sharing the cores (no more threads than cores: small
+    # convolutions use a second thread poorly, and oversubscribed threads
+    # slow every job several times over).
+    encoders=""
+    "${encoder_pretrain}" && encoders=$(config_encoders)
+    n_jobs=$(echo "${encoders}" | wc -w)
+    "${encoder_dump}" && n_jobs=$((n_jobs + 1))
+    threads=$(( $(nproc) / (n_jobs > 0 ? n_jobs : 1) ))
     [ "${threads}" -ge 1 ] || threads=1
+    pids=()
     for modality in ${encoders}; do
         log "Stage 9: CTC pre-training of the ${modality} encoder -> ${encoder_dir}/${modality}.pth"
         # shellcheck disable=SC2086
@@ -206,22 +226,13 @@ if "${encoder_pretrain}" && [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
             ${noise_scp:+--noise_scp ${data_feats}/noise.scp} ${encoder_pretrain_opts} &
         pids+=($!)
     done
+    if "${encoder_dump}"; then
+        (export OMP_NUM_THREADS=${threads}; dump_encoded) &
+        pids+=($!)
+    fi
     for pid in "${pids[@]}"; do wait "${pid}"; done
     for modality in ${encoders}; do
         grep "valid greedy WER" "${encoder_dir}/${modality}.log" | tail -n 1
-    done
-fi
-
-encoded_dir=${dumpdir}/encoded
-if "${encoder_dump}" && [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-    for dset in ${train_set} ${valid_set}; do
-        opts=""
-        [ "${dset}" = "${train_set}" ] && opts="${encoder_dump_opts} ${noise_scp:+--noise_scp ${data_feats}/noise.scp}"
-        log "Stage 9: frozen audio encoder outputs of ${dset} -> ${encoded_dir}/${dset}"
-        # shellcheck disable=SC2086
-        ${train_cmd} "${encoded_dir}/${dset}/dump.log" \
-            ${python} -m espnet_mtsk.bin.dump_encoded --config "${train_config}" --llm_dir "${llm_out}" \
-            --data_dir "${data_feats}/${dset}" --out_dir "${encoded_dir}/${dset}" ${opts}
     done
 fi
 

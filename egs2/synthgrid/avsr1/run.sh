@@ -25,7 +25,7 @@ inference_config=conf/decode.yaml
     --llm_build_opts "--hidden_size 128 --num_layers 2 --num_heads 4" \
     --llm_pretrain_opts "--steps 500 --batch_size 64 --repeat_prob 0.5" \
     --encoder_pretrain true \
-    --encoder_pretrain_opts "--epochs 8 --batch_size 8 --lr 2e-3" \
+    --encoder_pretrain_opts "--epochs 20 --batch_size 8 --lr 2e-3" \
     --encoder_dump true \
-    --encoder_dump_opts "--noisy_copies 1" \
+    --encoder_dump_opts "--noisy_copies 2" \
     "$@"
