@@ -29,6 +29,7 @@ from common import machine  # noqa: E402
 
 from espnet_mtsk.data.video import VideoScpReader  # noqa: E402
 from espnet_mtsk.encoders.whisper import HFWhisperEncoder  # noqa: E402
+from espnet_mtsk.scoring import normalise  # noqa: E402
 
 
 def window_arg(value: str) -> Union[float, str]:
@@ -110,7 +111,8 @@ def main(argv=None) -> int:
                 for scale in args.scales:
                     texts, _ = model.recognize(scale, encoded=encoded, beam_size=args.beam_size, max_new_tokens=16)
                     hyps[scale] += texts
-            wers = [100 * jiwer.wer([refs[u].strip() for u in uids], hyps[s]) for s in args.scales]
+            truth = [normalise(refs[u]) for u in uids]
+            wers = [100 * jiwer.wer(truth, [normalise(h) for h in hyps[s]]) for s in args.scales]
             print(f"| {window} | " + " | ".join(f"{w:.1f}" for w in wers) + " |", flush=True)
     return 0
 

@@ -170,14 +170,14 @@ class ESPnetMTSKModel(AbsESPnetModel):
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         # ``encoded`` (from ``encode``) skips the encoders, so that their
-        # share of a step can be timed apart (bench/train_step.py).
-        if encoded is None:
-            precomputed = {
-                modality: (kwargs[name], kwargs[f"{name}_lengths"])
-                for modality in self.encoders
-                if (name := encoded_name(modality)) in kwargs
-            }
-            encoded = self.encode(speech, speech_lengths, video, video_lengths, precomputed=precomputed)
+        # share of a step can be timed apart (bench/train_step.py); dumped
+        # encoder outputs in the batch (``speech_encoded``) skip theirs.
+        precomputed = dict(encoded or {})
+        for modality in self.encoders:
+            name = encoded_name(modality)
+            if name in kwargs:
+                precomputed[modality] = (kwargs[name], kwargs[f"{name}_lengths"])
+        encoded = self.encode(speech, speech_lengths, video, video_lengths, precomputed=precomputed)
         cache: Dict = {}
         if self.one_pass:
             self.lora.activate(self.llm.model, self.scale_ids[0])

@@ -44,7 +44,8 @@ class Score:
         )
 
 
-def _normalise(text: str) -> str:
+def normalise(text: str) -> str:
+    """What WER compares: lower case, single spaces."""
     return " ".join(text.lower().split())
 
 
@@ -54,9 +55,9 @@ def score_dir(ref_file: Path, decode_dir: Path, dataset: str, scale: str) -> Sco
     Every reference utterance must have a hypothesis: a missing one is an
     error naming it (an empty hypothesis is a valid, wrong answer).
     """
-    refs = {k: _normalise(v) for k, v in read_2columns_text(ref_file).items()}
+    refs = {k: normalise(v) for k, v in read_2columns_text(ref_file).items()}
     best = decode_dir / "1best_recog"
-    hyps = {k: _normalise(v) for k, v in read_2columns_text(best / "text").items()}
+    hyps = {k: normalise(v) for k, v in read_2columns_text(best / "text").items()}
     missing = sorted(set(refs) - set(hyps))
     if missing:
         raise ValueError(

@@ -29,12 +29,12 @@ from espnet2.fileio.read_text import read_2columns_text
 
 from espnet_mtsk.data.augment import NoiseAugmenter
 from espnet_mtsk.data.encoded import encoded_name
-from espnet_mtsk.data.video import VIDEO_FPS, VideoScpReader
+from espnet_mtsk.data.preprocess import SAMPLE_RATE, check_av_durations
+from espnet_mtsk.data.video import VideoScpReader
 from espnet_mtsk.fileio import atomic_path
 from espnet_mtsk.model import audio_features
 from espnet_mtsk.tasks.avsr import AVSRTask
 
-SAMPLE_RATE = 16000
 PRETRAINED_KEYS = ("model_dir", "checkpoint")
 
 
@@ -82,16 +82,15 @@ def dump(args: argparse.Namespace) -> int:
     start = time.time()
     for first in range(0, len(todo), args.batch_size):
         batch = todo[first : first + args.batch_size]
+        # The variants of an utterance sit side by side: read and check it once.
+        clean: Dict[str, np.ndarray] = {}
+        for uid in dict.fromkeys(uid for uid, _ in batch):
+            clean[uid] = read_speech(uid, wavs[uid])
+            if videos is not None:
+                check_av_durations(uid, len(clean[uid]), len(videos[uid]), args.av_tolerance)
         waves: List[np.ndarray] = []
         for uid, k in batch:
-            speech = read_speech(uid, wavs[uid])
-            if videos is not None:
-                audio_sec, video_sec = len(speech) / SAMPLE_RATE, len(videos[uid]) / VIDEO_FPS
-                if abs(audio_sec - video_sec) > args.av_tolerance:
-                    raise ValueError(
-                        f"{uid}: audio lasts {audio_sec:.2f} s but video {video_sec:.2f} s "
-                        f"(tolerance {args.av_tolerance} s)"
-                    )
+            speech = clean[uid]
             if k > 0:
                 rng = np.random.default_rng([args.seed, k, zlib.crc32(uid.encode())])
                 speech = noise(speech, rng)

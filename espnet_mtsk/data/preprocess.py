@@ -75,13 +75,7 @@ class AVSRPreprocessor:
                 f"{uid}: expected video (frames, H, W), got shape {data['video'].shape}"
             )
         if "speech" in data and "video" in data:
-            audio_sec = len(data["speech"]) / SAMPLE_RATE
-            video_sec = len(data["video"]) / VIDEO_FPS
-            if abs(audio_sec - video_sec) > self.av_tolerance:
-                raise ValueError(
-                    f"{uid}: audio lasts {audio_sec:.2f} s but video {video_sec:.2f} s "
-                    f"(tolerance {self.av_tolerance} s)"
-                )
+            check_av_durations(uid, len(data["speech"]), len(data["video"]), self.av_tolerance)
         if self.video_crop and "video" in data:
             data["video"] = self._crop_video(uid, data["video"])
         if self.noise is not None and "speech" in data:
@@ -111,6 +105,17 @@ class AVSRPreprocessor:
         else:
             top, left = (height - size) // 2, (width - size) // 2
         return np.ascontiguousarray(video[:, top : top + size, left : left + size])
+
+
+def check_av_durations(uid: str, samples: int, frames: int, tolerance: float) -> None:
+    """A ValueError naming ``uid`` when ``samples`` of 16 kHz audio and
+    ``frames`` of 25 fps video last more than ``tolerance`` seconds apart."""
+    audio_sec, video_sec = samples / SAMPLE_RATE, frames / VIDEO_FPS
+    if abs(audio_sec - video_sec) > tolerance:
+        raise ValueError(
+            f"{uid}: audio lasts {audio_sec:.2f} s but video {video_sec:.2f} s "
+            f"(tolerance {tolerance} s)"
+        )
 
 
 def _rng() -> np.random.Generator:
