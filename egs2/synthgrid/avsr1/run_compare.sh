@@ -7,7 +7,7 @@
 # product); mode "all" adds the recipe's single model for every task. Every
 # model gets the same data, stand-in LLM, pre-trained encoders, steps and
 # seed; only the overrides below differ. Writes docs/results.md
-# (bench/accuracy_table.py) from the scored decodings.
+# (python -m local.accuracy_table) from the scored decodings.
 #   ./run_compare.sh [--compressors "avgpool stack"] [--loras "ms ss mss"]
 #                    [--mtsk_modes "asr vsr avsr all"] [--seeds "0 1"] [--scales "a4 a4_v3"]
 #                    [--asr_args ...] [--inference_args ...] [--table_only true]
@@ -100,7 +100,7 @@ for seed in ${seeds}; do
     done
 done
 
-python3 "${root}/bench/accuracy_table.py" --exp_dir exp --data_dir dump/raw \
+python3 -m local.accuracy_table --exp_dir exp --data_dir dump/raw \
     --test_sets ${test_sets} --scales ${scales} --out "${out}" \
     --command "cd egs2/synthgrid/avsr1 && ./run_compare.sh --compressors \"${compressors}\" --loras \"${loras}\" --mtsk_modes \"${mtsk_modes}\" --seeds \"${seeds}\"" \
     "${tags[@]}"

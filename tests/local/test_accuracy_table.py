@@ -1,11 +1,7 @@
-import sys
-from pathlib import Path
-
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import accuracy_table  # noqa: E402
+from local import accuracy_table
 
 REFS = {"u1": "bin blue at a one now", "u2": "set red by b two soon"}
 

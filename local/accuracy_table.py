@@ -13,7 +13,7 @@ each variant's gap averaged over its cells, per seed. Training cost is
 bench/train_step.py's: wall times of recipe runs depend on what else the
 machine runs.
 
-    python bench/accuracy_table.py --exp_dir exp --data_dir dump/raw \
+    python -m local.accuracy_table --exp_dir exp --data_dir dump/raw \
         --test_sets test_clean test_snr0 --scales a3 v3 a3_v3 --out results.md TAG...
 """
 
