@@ -13,6 +13,7 @@ import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.layers.abs_normalize import AbsNormalize
+from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from typeguard import typechecked
 
@@ -199,8 +200,8 @@ class ESPnetMTSKModel(AbsESPnetModel):
         loss = torch.stack(losses).mean()
         stats["loss"] = loss.detach()
         stats["acc"] = torch.stack(accs).mean().detach()
-        batch_size = torch.tensor(text.size(0), device=loss.device)
-        return loss, stats, batch_size
+        # ESPnet's data-parallel path gathers 1-d tensors from every device.
+        return force_gatherable((loss, stats, text.size(0)), loss.device)
 
     def collect_feats(self, **kwargs) -> Dict[str, torch.Tensor]:
         # Encoders take raw inputs: there are no features to normalise.

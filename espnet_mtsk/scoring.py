@@ -1,9 +1,15 @@
-"""Per-scale scoring: WER with jiwer, ESPnet-style result files, RESULTS.md.
+"""Per-scale scoring: WER and CER with jiwer, ESPnet-style result files, RESULTS.md.
 
 Decoding writes ``<decode_dir>/<test_set>/<scale>/1best_recog/`` with the
 files ``text``, ``num_tokens``, ``speech_seconds`` and ``decode_seconds``
 (one ``utt value`` line each); scoring reads them beside the test set's
-reference ``text``.
+reference ``text``. Each decoding gets ``score_wer/`` and ``score_cer/`` as in
+ESPnet: ``ref.trn`` and ``hyp.trn`` in sclite's trn format (characters
+separated by spaces, ``<space>`` between words, for CER), so
+``sclite -r ref.trn trn -h hyp.trn trn -i rm -o all stdout > result.txt``
+gives ESPnet's ``result.txt``; our own summary is ``result.md`` (sclite is not
+installed here, and ESPnet's ``show_asr_result.sh`` reads ``result.txt`` as
+sclite output only).
 """
 
 from dataclasses import dataclass
@@ -13,33 +19,56 @@ from typing import Dict, List, Sequence
 import jiwer
 from espnet2.fileio.read_text import read_2columns_text
 
-COLUMNS = "|dataset|scale|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|tokens/s|RTF|"
+COUNT_COLUMNS = "|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|"
+COLUMNS = "|dataset|scale" + COUNT_COLUMNS + "tokens/s|RTF|"
+
+
+@dataclass
+class Errors:
+    """One decoding's error counts in one unit (words, or characters for CER);
+    ``ref`` is the number of reference units (sclite's "Wrd")."""
+
+    snt: int
+    ref: int
+    corr: int
+    sub: int
+    dele: int
+    ins: int
+    sent_err: int
+
+    @property
+    def rate(self) -> float:
+        return 100.0 * (self.sub + self.dele + self.ins) / max(self.ref, 1)
+
+    def cells(self) -> str:
+        pct = lambda n: f"{100.0 * n / max(self.ref, 1):.1f}"  # noqa: E731
+        return (
+            f"{self.snt}|{self.ref}|{pct(self.corr)}|{pct(self.sub)}|{pct(self.dele)}|"
+            f"{pct(self.ins)}|{self.rate:.1f}|{100.0 * self.sent_err / max(self.snt, 1):.1f}"
+        )
 
 
 @dataclass
 class Score:
     dataset: str
     scale: str
-    snt: int
-    wrd: int
-    corr: int
-    sub: int
-    dele: int
-    ins: int
-    sent_err: int
+    words: Errors
+    chars: Errors
     tokens_per_sec: float
     rtf: float
 
     @property
     def wer(self) -> float:
-        return 100.0 * (self.sub + self.dele + self.ins) / max(self.wrd, 1)
+        return self.words.rate
 
-    def row(self) -> str:
-        pct = lambda n: f"{100.0 * n / max(self.wrd, 1):.1f}"  # noqa: E731
+    @property
+    def cer(self) -> float:
+        return self.chars.rate
+
+    def row(self, unit: str = "words") -> str:
+        """A RESULTS.md row; ``unit``: ``words`` (WER) or ``chars`` (CER)."""
         return (
-            f"|{self.dataset}|{self.scale}|{self.snt}|{self.wrd}|{pct(self.corr)}|"
-            f"{pct(self.sub)}|{pct(self.dele)}|{pct(self.ins)}|{self.wer:.1f}|"
-            f"{100.0 * self.sent_err / max(self.snt, 1):.1f}|"
+            f"|{self.dataset}|{self.scale}|{getattr(self, unit).cells()}|"
             f"{self.tokens_per_sec:.1f}|{self.rtf:.3f}|"
         )
 
@@ -49,8 +78,35 @@ def normalise(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def characters(text: str) -> str:
+    """ESPnet's CER units: one token per character, ``<space>`` between words."""
+    return " <space> ".join(" ".join(word) for word in text.split())
+
+
+def _errors(refs: List[str], hyps: List[str]) -> Errors:
+    out = jiwer.process_words(refs, hyps)
+    return Errors(
+        snt=len(refs),
+        ref=out.hits + out.substitutions + out.deletions,
+        corr=out.hits,
+        sub=out.substitutions,
+        dele=out.deletions,
+        ins=out.insertions,
+        sent_err=sum(r != h for r, h in zip(refs, hyps)),
+    )
+
+
+def _write_score_dir(out_dir: Path, keys: List[str], refs: List[str], hyps: List[str], errors: Errors, unit: str):
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "ref.trn").write_text("".join(f"{r}\t({k})\n" for k, r in zip(keys, refs)))
+    (out_dir / "hyp.trn").write_text("".join(f"{h}\t({k})\n" for k, h in zip(keys, hyps)))
+    lines = [COUNT_COLUMNS, "|---" * (COUNT_COLUMNS.count("|") - 1) + "|", f"|{errors.cells()}|", ""]
+    lines += [f"{k}\tREF: {r}\n{k}\tHYP: {h}" for k, r, h in zip(keys, refs, hyps) if r != h]
+    (out_dir / "result.md").write_text(f"# {unit} errors\n\n" + "\n".join(lines) + "\n")
+
+
 def score_dir(ref_file: Path, decode_dir: Path, dataset: str, scale: str) -> Score:
-    """Scores one decoding; writes ``score_wer/{ref.trn,hyp.trn,result.txt}``.
+    """Scores one decoding (WER and CER); writes ``score_wer/`` and ``score_cer/``.
 
     Every reference utterance must have a hypothesis: a missing one is an
     error naming it (an empty hypothesis is a valid, wrong answer).
@@ -65,41 +121,35 @@ def score_dir(ref_file: Path, decode_dir: Path, dataset: str, scale: str) -> Sco
             f"{', '.join(missing[:5])}"
         )
     keys = sorted(refs)
-    out = jiwer.process_words([refs[k] for k in keys], [hyps[k] for k in keys])
+    units = {}
+    for unit, split in (("words", lambda t: t), ("chars", characters)):
+        ref_units = [split(refs[k]) for k in keys]
+        hyp_units = [split(hyps[k]) for k in keys]
+        units[unit] = _errors(ref_units, hyp_units)
+        name = "score_wer" if unit == "words" else "score_cer"
+        _write_score_dir(decode_dir / name, keys, ref_units, hyp_units, units[unit], unit)
     numbers = {
         name: {k: float(v) for k, v in read_2columns_text(best / name).items()}
         for name in ("num_tokens", "speech_seconds", "decode_seconds")
     }
     seconds = sum(numbers["speech_seconds"][k] for k in keys)
-    score = Score(
+    return Score(
         dataset=dataset,
         scale=scale,
-        snt=len(keys),
-        wrd=out.hits + out.substitutions + out.deletions,
-        corr=out.hits,
-        sub=out.substitutions,
-        dele=out.deletions,
-        ins=out.insertions,
-        sent_err=sum(refs[k] != hyps[k] for k in keys),
+        words=units["words"],
+        chars=units["chars"],
         tokens_per_sec=sum(numbers["num_tokens"][k] for k in keys) / seconds,
         rtf=sum(numbers["decode_seconds"][k] for k in keys) / seconds,
     )
-    wer_dir = decode_dir / "score_wer"
-    wer_dir.mkdir(exist_ok=True)
-    (wer_dir / "ref.trn").write_text("".join(f"{refs[k]}\t({k})\n" for k in keys))
-    (wer_dir / "hyp.trn").write_text("".join(f"{hyps[k]}\t({k})\n" for k in keys))
-    lines = [COLUMNS, "|---" * (COLUMNS.count("|") - 1) + "|", score.row(), ""]
-    lines += [f"{k}\tREF: {refs[k]}\n{k}\tHYP: {hyps[k]}" for k in keys if refs[k] != hyps[k]]
-    (wer_dir / "result.txt").write_text("\n".join(lines) + "\n")
-    return score
 
 
 def results_markdown(scores: Sequence[Score], title: str) -> str:
-    """The RESULTS.md table: one row per (test set, scale)."""
-    lines = [f"# {title}", "", "## WER", "", COLUMNS, "|---" * (COLUMNS.count("|") - 1) + "|"]
-    lines += [s.row() for s in scores]
+    """The RESULTS.md tables (WER, then CER, as in ESPnet): a row per (test set, scale)."""
+    rule = "|---" * (COLUMNS.count("|") - 1) + "|"
+    lines = [f"# {title}", ""]
+    for heading, unit in (("WER", "words"), ("CER", "chars")):
+        lines += [f"## {heading}", "", COLUMNS, rule] + [s.row(unit) for s in scores] + [""]
     lines += [
-        "",
         "tokens/s: audio-visual tokens the LLM reads per second of speech; "
         "RTF: decoding wall time over speech duration.",
         "",

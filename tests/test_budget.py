@@ -4,7 +4,9 @@ import json
 import pytest
 
 from espnet_mtsk.budget import ScaleCost, choose_scale, read_scale_table, write_scale_table
-from espnet_mtsk.scoring import Score
+from espnet_mtsk.scoring import Errors, Score
+
+NO_CHARS = Errors(10, 0, 0, 0, 0, 0, 0)
 
 # A measured-looking table: finer scales cost more; the finest is not always
 # the most accurate (a4_v2 beats a2_v2 here), as happens with real dev sets.
@@ -51,9 +53,9 @@ def test_an_impossible_budget_is_a_clear_error():
 
 def test_the_scale_table_round_trips_from_scores(tmp_path):
     scores = [
-        Score("dev", "a4", 10, 60, 54, 4, 2, 0, 3, 25.0, 0.2),
-        Score("dev", "a4_v2", 10, 60, 57, 3, 0, 0, 2, 37.5, 0.25),
-        Score("test", "a4", 10, 60, 60, 0, 0, 0, 0, 25.0, 0.2),
+        Score("dev", "a4", Errors(10, 60, 54, 4, 2, 0, 3), NO_CHARS, 25.0, 0.2),
+        Score("dev", "a4_v2", Errors(10, 60, 57, 3, 0, 0, 2), NO_CHARS, 37.5, 0.25),
+        Score("test", "a4", Errors(10, 60, 60, 0, 0, 0, 0), NO_CHARS, 25.0, 0.2),
     ]
     path = tmp_path / "scale_table.json"
     write_scale_table(scores, path, "dev")

@@ -25,6 +25,8 @@ def test_matryoshka_loss_is_the_mean_of_per_scale_losses(avsr):
         assert 0 <= stats[f"acc_{scale_id}"] <= 1
     assert torch.allclose(loss, torch.stack(one_by_one).mean(), atol=1e-5)
     assert weight == 2
+    # force_gatherable's shapes: what ESPnet's data-parallel path concatenates.
+    assert loss.shape == weight.shape == (1,) and all(v.shape == (1,) for v in stats.values())
 
 
 def test_shared_adapters_run_every_scale_in_one_pass_with_the_same_losses(llm_dir, whisper_dir):

@@ -52,11 +52,13 @@ def test_recipe_stages_1_to_15(recipe_run):
     scales = [s.id for s in config_scales(conf)]
     exp = tmp_path / "exp" / "asr_train_avsr_mtsk"
     for results in (exp / "RESULTS.md", exp / "unpacked" / "RESULTS.md"):
-        rows = re.findall(r"^\|(test_[^|]+)\|([^|]+)\|", results.read_text(), re.M)
-        assert sorted(rows) == sorted((t, s) for t in TEST_SETS for s in scales), results
+        wer, cer = results.read_text().split("## CER")
+        for table in (wer, cer):
+            rows = re.findall(r"^\|(test_[^|]+)\|([^|]+)\|", table, re.M)
+            assert sorted(rows) == sorted((t, s) for t in TEST_SETS for s in scales), results
     assert (exp / "wer_vs_tokens.png").stat().st_size > 0
     decoded = exp / "decode_decode_valid.acc.ave" / "test_clean" / scales[0]
-    assert (decoded / "score_wer" / "result.txt").exists()
+    assert (decoded / "score_wer" / "result.md").exists() and (decoded / "score_cer" / "hyp.trn").exists()
     assert len((decoded / "1best_recog" / "text").read_text().splitlines()) == 2
     assert list(exp.glob("*.zip"))
 
