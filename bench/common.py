@@ -15,11 +15,14 @@ import numpy as np
 import torch
 import yaml
 
-from espnet_mtsk.data.synthgrid.grammar import random_sentence, transcript
-from espnet_mtsk.standins import build_llama, tokenizer_corpus
 from espnet_mtsk.tasks.avsr import AVSRTask
 
 ROOT = Path(__file__).resolve().parents[1]
+# The benchmarks run as scripts (python bench/x.py); the recipe tooling
+# they share (local/) is at the repository root.
+sys.path.insert(0, str(ROOT))
+from local.standins import build_llama, tokenizer_corpus  # noqa: E402
+from local.synthgrid.grammar import random_sentence, transcript  # noqa: E402
 MINI_CONFIG = ROOT / "egs2/synthgrid/avsr1/conf/tuning/train_avsr_mtsk_conformer.yaml"
 # The recipe's stand-in LLM (egs2/synthgrid/avsr1/run.sh --llm_build_opts).
 MINI_LLM = dict(hidden_size=128, num_layers=2, num_heads=4)

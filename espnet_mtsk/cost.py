@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, List, Mapping
 
-from espnet_mtsk.data.preprocess import SAMPLE_RATE, VIDEO_FPS
+from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS
 from espnet_mtsk.scales import Scale
 
 # ESPnet's conformer input layers and their time subsampling.

@@ -1,10 +1,27 @@
-"""Files written whole or not at all."""
+"""Files and media: the rates data is kept at, files written whole or not at
+all, Kaldi-style data dirs, and any media file's sound as 16 kHz mono.
+
+Only numpy and soundfile are imported here (PyAV when media is decoded), so
+a cost table can read the rates without the model's stack.
+"""
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterable, Iterator, Mapping, Optional, Tuple, Union
+
+import numpy as np
+import soundfile
+
+SAMPLE_RATE = 16000
+VIDEO_FPS = 25
+SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640
+
+# atomic_path's temporary names: "." + the target's name + "." + mkstemp's
+# 8 characters + the target's suffix.
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}(?P<suffix>(\.[A-Za-z0-9]+)?)$")
 
 
 @contextlib.contextmanager
@@ -22,3 +39,98 @@ def atomic_path(path: Union[str, Path]) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def remove_temp_files(root: str) -> int:
+    """Deletes the temporary files of ``atomic_path`` that a killed run left
+    under ``root``; -> how many."""
+    removed = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            match = _TEMP_NAME.match(name)
+            if match and Path(match["target"]).suffix == match["suffix"]:
+                os.unlink(os.path.join(folder, name))
+                removed += 1
+    return removed
+
+
+def write_lines(path: Union[str, Path], lines: Iterable[str]) -> None:
+    """Writes text lines (newline-terminated), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(f"{line}\n" for line in lines)
+
+
+def to_pcm16(wave: np.ndarray) -> np.ndarray:
+    """float (S,) in [-1, 1] -> int16 (S,), clipping outside the range."""
+    return np.clip(np.round(wave * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def from_pcm16(pcm: np.ndarray) -> np.ndarray:
+    """int16 (S,) -> float32 (S,) in [-1, 1)."""
+    return pcm.astype(np.float32) / 32768.0
+
+
+def write_wav(path: Union[str, Path], pcm: np.ndarray) -> None:
+    """Writes int16 samples (S,) as a 16 kHz mono PCM16 wav, atomically."""
+    with atomic_path(path) as tmp:
+        soundfile.write(tmp, pcm, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+
+
+def read_wav(path: str) -> np.ndarray:
+    """A 16 kHz mono PCM16 wav -> int16 samples (S,)."""
+    pcm, rate = soundfile.read(path, dtype="int16")
+    if rate != SAMPLE_RATE or pcm.ndim != 1:
+        raise ValueError(f"{path}: expected 16 kHz mono, got {rate} Hz, shape {pcm.shape}")
+    return pcm
+
+
+def write_data_dir(folder: Union[str, Path], tables: Mapping[str, Mapping[str, str]]) -> None:
+    """Writes a Kaldi-style data dir: each table ({utt_id: value}, e.g.
+    ``wav.scp``, ``video.scp``, ``text``, ``utt2spk``) as ``utt_id value``
+    lines sorted by id, and ``spk2utt`` from ``utt2spk``, each atomically.
+
+    A path with white space in an ``.scp`` is a ValueError naming the
+    utterance and the folder: Kaldi lists split on it.
+    """
+    os.makedirs(folder, exist_ok=True)
+    for name, table in tables.items():
+        if name.endswith(".scp"):
+            for utt, path in table.items():
+                if any(ch.isspace() for ch in path):
+                    raise ValueError(f"{folder}/{name}: {utt}: path {path!r} has white space")
+        write_lines(os.path.join(folder, name), (f"{k} {table[k]}" for k in sorted(table)))
+    if "utt2spk" in tables:
+        spk2utt = {}
+        for utt in sorted(tables["utt2spk"]):
+            spk2utt.setdefault(tables["utt2spk"][utt], []).append(utt)
+        write_lines(os.path.join(folder, "spk2utt"), (f"{s} {' '.join(spk2utt[s])}" for s in sorted(spk2utt)))
+
+
+def decode_audio(path: str) -> Optional[Tuple[np.ndarray, int]]:
+    """A media file's first audio stream -> int16 (S,) 16 kHz mono and the
+    stream's own sample rate; None when the file has no audio stream.
+
+    ffmpeg's resampler (through PyAV) makes the 16 kHz samples, for the
+    training data and ``transcribe`` alike, and the PCM16 samples are what
+    the training wavs hold, so a model hears its users' files as it heard
+    its training data. Raises ValueError naming the file when it does not
+    decode or its audio stream is empty.
+    """
+    import av
+
+    chunks = []
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            rate = stream.rate
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+            for frame in container.decode(stream):
+                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    except av.error.FFmpegError as e:
+        raise ValueError(f"{path}: cannot decode audio ({e})") from e
+    if not chunks:
+        raise ValueError(f"{path}: the audio stream holds no samples")
+    return np.concatenate(chunks).astype(np.int16), rate

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from espnet_mtsk.standins import build_llama, build_whisper
+from local.standins import build_llama, build_whisper
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 

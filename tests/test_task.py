@@ -4,7 +4,8 @@ import yaml
 
 from conftest import TINY_VIDEO, build
 from espnet_mtsk.model import ESPnetMTSKModel
-from espnet_mtsk.tasks.avsr import AVSRTask, load_checkpoint
+from espnet_mtsk.tasks.avsr import AVSRTask
+from espnet_mtsk.tasks.checkpoint import load_checkpoint
 
 
 def _yaml_config(tmp_path, llm_dir, whisper_dir, **model_conf):

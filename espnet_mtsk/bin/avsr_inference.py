@@ -26,7 +26,7 @@ from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 from typeguard import typechecked
 
 from espnet_mtsk.budget import choose_scale, read_scale_table
-from espnet_mtsk.data.preprocess import SAMPLE_RATE, VIDEO_FPS
+from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS
 from espnet_mtsk.hf_folder import key_value
 from espnet_mtsk.tasks.avsr import AVSRTask
 

@@ -7,7 +7,7 @@ dir and dump its outputs, for training on them (the ``encoded`` data type).
 
 Writes ``<out_dir>/speech_encoded.scp`` (``utt clean.npy [noisy.npy ...]``)
 and float16 arrays (T, D) under ``<out_dir>/data``. Each noisy copy mixes a
-random noise of ``--noise_scp`` at an SNR drawn from ``--noise_snr_range``,
+random noise of ``--noise_scp`` at an SNR drawn from ``--noise_db_range``,
 seeded per utterance. Resumable: arrays already written are kept; the scp
 is written last. Errors name the utterance and file: a sample rate other
 than 16 kHz, audio and video durations that differ by more than
@@ -27,11 +27,11 @@ import soundfile
 import torch
 from espnet2.fileio.read_text import read_2columns_text
 
-from espnet_mtsk.data.augment import NoiseAugmenter
+from espnet_mtsk.data.augment import DEFAULT_DB_RANGE, NoiseAugmenter
 from espnet_mtsk.data.encoded import encoded_name
-from espnet_mtsk.data.preprocess import SAMPLE_RATE, check_av_durations
+from espnet_mtsk.data.preprocess import check_av_durations
 from espnet_mtsk.data.video import VideoScpReader
-from espnet_mtsk.fileio import atomic_path
+from espnet_mtsk.fileio import SAMPLE_RATE, atomic_path, write_lines
 from espnet_mtsk.model import audio_features
 from espnet_mtsk.tasks.avsr import AVSRTask
 
@@ -73,7 +73,7 @@ def dump(args: argparse.Namespace) -> int:
     if args.noisy_copies:
         if not args.noise_scp:
             raise ValueError("--noisy_copies needs --noise_scp")
-        noise = NoiseAugmenter(args.noise_scp, args.noise_snr_range, prob=1.0)
+        noise = NoiseAugmenter(args.noise_scp, args.noise_db_range, apply_prob=1.0)
     (out_dir / "data").mkdir(parents=True, exist_ok=True)
     variants = 1 + args.noisy_copies
     paths = {uid: [out_dir / "data" / f"{uid}.{k}.npy" for k in range(variants)] for uid in wavs}
@@ -107,9 +107,7 @@ def dump(args: argparse.Namespace) -> int:
         done = first + len(batch)
         if done % (args.batch_size * 25) < args.batch_size or done == len(todo):
             logging.info(f"{done}/{len(todo)} encoded ({time.time() - start:.0f} s)")
-    with atomic_path(out_dir / f"{encoded_name('audio')}.scp") as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(f"{uid} {' '.join(map(str, paths[uid]))}\n" for uid in wavs)
+    write_lines(out_dir / f"{encoded_name('audio')}.scp", (f"{uid} {' '.join(map(str, paths[uid]))}" for uid in wavs))
     return 0
 
 
@@ -121,7 +119,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out_dir", required=True)
     parser.add_argument("--noise_scp", default=None)
     parser.add_argument("--noisy_copies", type=int, default=0, help="noisy variants per utterance")
-    parser.add_argument("--noise_snr_range", type=float, nargs=2, default=[-5.0, 20.0])
+    parser.add_argument("--noise_db_range", default=DEFAULT_DB_RANGE, help="SNR range (dB) of the noisy copies, 'low_high'")
     parser.add_argument("--av_tolerance", type=float, default=0.2)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)

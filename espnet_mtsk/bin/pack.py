@@ -34,7 +34,7 @@ import yaml
 from espnet2.main_funcs.pack_funcs import pack, unpack
 
 from espnet_mtsk.hf_folder import fingerprint, hub_origin, key_value, total_size
-from espnet_mtsk.tasks.avsr import pretrained_sources, set_option
+from espnet_mtsk.tasks.checkpoint import pretrained_sources, set_option
 
 INLINE_MAX_MB = 200.0
 

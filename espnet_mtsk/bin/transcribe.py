@@ -6,7 +6,8 @@
     python -m espnet_mtsk.bin.transcribe talk.mp4 --asr_model_file exp/x/valid.acc.ave.pth \\
         --scale auto --budget_tokens_per_sec 10
 
-Each file's sound track is read and resampled to 16 kHz (logged), its frames
+Each file's sound track is read and resampled to 16 kHz (logged; by
+``fileio.decode_audio``, as the LRS training data), its frames
 resampled to 25 fps (logged) and cropped to the mouth (``mouth_roi``); the
 model decodes at the requested scale and prints ``<file> <transcript>``. A
 file without sound track is decoded from the lips alone (the VSR scale of the
@@ -26,14 +27,10 @@ import sys
 from typing import Dict, List, Optional
 
 import numpy as np
-import torch
-import torchaudio
 
 from espnet_mtsk.bin.avsr_inference import AVSR2Text, add_pretrained_dir_argument
-from espnet_mtsk.data.preprocess import SAMPLE_RATE, VIDEO_FPS
-from espnet_mtsk.data.video import read_audio_track
-
-MOUTH_SIZE = 88
+from espnet_mtsk.data.mouth_roi import MOUTH_SIZE, crop_mouth_file
+from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, decode_audio, from_pcm16
 
 
 def load_media(path: str, modalities, crop_size: int = MOUTH_SIZE) -> Dict[str, np.ndarray]:
@@ -41,18 +38,15 @@ def load_media(path: str, modalities, crop_size: int = MOUTH_SIZE) -> Dict[str, 
     16 kHz and/or ``video`` (T, crop_size, crop_size) mouth crops at 25 fps."""
     inputs = {}
     if "audio" in modalities:
-        track = read_audio_track(path)
+        track = decode_audio(path)
         if track is None:
             logging.warning(f"{path}: no sound track, decoding from the lips alone")
         else:
-            wave, rate = track
+            pcm, rate = track
             if rate != SAMPLE_RATE:
                 logging.info(f"{path}: audio at {rate} Hz, resampled to {SAMPLE_RATE} Hz")
-                wave = torchaudio.functional.resample(torch.from_numpy(wave), rate, SAMPLE_RATE).numpy()
-            inputs["speech"] = wave
+            inputs["speech"] = from_pcm16(pcm)
     if "video" in modalities:
-        from espnet_mtsk.data.mouth_roi import crop_mouth_file
-
         inputs["video"] = crop_mouth_file(path, crop_size)
     if not inputs:
         raise ValueError(f"{path}: nothing the model can read")

@@ -1,6 +1,6 @@
 """On-the-fly noise augmentation of training audio (the paper's babble noise)."""
 
-from typing import Dict, Sequence
+from typing import Dict, Tuple
 
 import numpy as np
 import soundfile
@@ -8,6 +8,11 @@ import torch
 import torchaudio
 from espnet2.fileio.read_text import read_2columns_text
 from typeguard import typechecked
+
+from espnet_mtsk.fileio import SAMPLE_RATE
+
+# ESPnet's CommonPreprocessor spells an SNR range "low_high" (or one value).
+DEFAULT_DB_RANGE = "-5_20"
 
 
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
@@ -35,31 +40,44 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.ran
     return mixed * (0.99 / peak) if peak > 0.99 else mixed
 
 
+def parse_db_range(text: str) -> Tuple[float, float]:
+    """ESPnet's ``noise_db_range`` format -> (low, high) SNR in dB: "-5_20",
+    or one value ("5", low = high). Anything else is a ValueError."""
+    try:
+        values = [float(v) for v in text.split("_")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or values[0] > values[1]:
+        raise ValueError(f"noise_db_range must be 'low_high' (e.g. -5_20) or one value, got {text!r}")
+    return values[0], values[1]
+
+
 class NoiseAugmenter:
     """Mixes a random noise file of ``noise_scp`` into the speech.
 
     In: speech (S,) float32 at the noise files' sample rate. Out: (S,), noisy
-    with probability ``prob`` at an SNR drawn uniformly from ``snr_range``
-    (dB), unchanged otherwise. Noise files are read once and kept.
+    with probability ``apply_prob`` at an SNR drawn uniformly from
+    ``db_range`` (dB), unchanged otherwise. Noise files are read once and
+    kept. The options are ESPnet's (``CommonPreprocessor``).
 
     Args:
         noise_scp: Kaldi-style ``id path`` list of noise wavs.
-        snr_range: (low, high) SNR in dB.
-        prob: probability of adding noise to an utterance.
+        db_range: SNR range in dB, "low_high" or one value.
+        apply_prob: probability of adding noise to an utterance.
     """
 
     @typechecked
     def __init__(
         self,
         noise_scp: str,
-        snr_range: Sequence[float] = (-5.0, 20.0),
-        prob: float = 0.5,
-        sample_rate: int = 16000,
+        db_range: str = DEFAULT_DB_RANGE,
+        apply_prob: float = 0.5,
+        sample_rate: int = SAMPLE_RATE,
     ):
-        if len(snr_range) != 2 or snr_range[0] > snr_range[1]:
-            raise ValueError(f"snr_range must be (low, high), got {snr_range}")
-        self.snr_range = (float(snr_range[0]), float(snr_range[1]))
-        self.prob = prob
+        self.snr_range = parse_db_range(db_range)
+        self.prob = apply_prob
         self.noises: Dict[str, np.ndarray] = {}
         for key, path in read_2columns_text(noise_scp).items():
             try:

@@ -19,7 +19,8 @@ from typing import Tuple
 
 import numpy as np
 
-from espnet_mtsk.data.video import VIDEO_FPS, read_video
+from espnet_mtsk.data.video import read_video
+from espnet_mtsk.fileio import VIDEO_FPS
 
 MOUTH_SIZE = 88
 SMOOTH_WINDOW = 12  # frames (13, centred), as auto-avsr's window_margin
@@ -134,13 +135,12 @@ def smooth(points: np.ndarray, window: int = SMOOTH_WINDOW) -> np.ndarray:
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares similarity (Umeyama) taking (N, 2) ``src`` onto ``dst`` -> (2, 3)."""
-    src_mean, dst_mean = src.mean(0), dst.mean(0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    u, s, vt = np.linalg.svd(dst_c.T @ src_c / len(src))
-    d = np.diag([1.0, np.sign(np.linalg.det(u) * np.linalg.det(vt))])
-    rotation = u @ d @ vt
-    scale = np.trace(np.diag(s) @ d) / (src_c**2).sum(1).mean()
-    return np.hstack([scale * rotation, (dst_mean - scale * rotation @ src_mean)[:, None]])
+    from skimage.transform import SimilarityTransform
+
+    fitted = SimilarityTransform.from_estimate(src, dst)
+    if not fitted:
+        raise ValueError(f"no similarity transform fits the key points ({fitted})")
+    return fitted.params[:2]
 
 
 def mouth_transforms(points: np.ndarray, size: int = MOUTH_SIZE) -> np.ndarray:

@@ -1,15 +1,13 @@
 """Per-utterance checks and text tokenisation before batching."""
 
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 from typeguard import typechecked
 
-from espnet_mtsk.data.augment import NoiseAugmenter
+from espnet_mtsk.data.augment import DEFAULT_DB_RANGE, NoiseAugmenter
+from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS
 from espnet_mtsk.llm.causal_lm import load_tokenizer
-
-SAMPLE_RATE = 16000
-VIDEO_FPS = 25
 
 
 class AVSRPreprocessor:
@@ -33,8 +31,8 @@ class AVSRPreprocessor:
     Args:
         llm_dir: the LLM's HF folder, for its tokenizer.
         av_tolerance: the largest accepted audio/video duration gap (s).
-        noise_scp, noise_snr_range, noise_prob: training-time noise, see
-            ``NoiseAugmenter``.
+        noise_scp, noise_db_range, noise_apply_prob: training-time noise
+            (ESPnet's options), see ``NoiseAugmenter``.
         video_crop: side C of the square crop the video encoder gets (88 for
             the AV-HuBERT checkpoints), as auto-avsr does with its 96x96
             mouth crops: in training a random C x C window, one position for
@@ -49,8 +47,8 @@ class AVSRPreprocessor:
         llm_dir: str,
         av_tolerance: float = 0.2,
         noise_scp: Optional[str] = None,
-        noise_snr_range: Sequence[float] = (-5.0, 20.0),
-        noise_prob: float = 0.5,
+        noise_db_range: str = DEFAULT_DB_RANGE,
+        noise_apply_prob: float = 0.5,
         video_crop: int = 0,
     ):
         if video_crop < 0:
@@ -61,7 +59,7 @@ class AVSRPreprocessor:
         self.video_crop = video_crop
         self.noise = None
         if train and noise_scp is not None:
-            self.noise = NoiseAugmenter(noise_scp, noise_snr_range, noise_prob, SAMPLE_RATE)
+            self.noise = NoiseAugmenter(noise_scp, noise_db_range, noise_apply_prob)
 
     def __call__(
         self, uid: str, data: Dict[str, Union[str, np.ndarray]]

@@ -7,8 +7,6 @@ Importing this module registers the type in ESPnet's ``DATA_TYPES``.
 """
 
 import collections.abc
-import os
-import tempfile
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -17,7 +15,7 @@ from espnet2.fileio.read_text import read_2columns_text
 from espnet2.train import dataset as espnet_dataset
 from typeguard import typechecked
 
-VIDEO_FPS = 25.0
+from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, atomic_path
 
 
 def read_video(path: str, pix_fmt: str = "gray") -> Tuple[np.ndarray, float]:
@@ -82,81 +80,46 @@ class VideoScpReader(collections.abc.Mapping):
         return self.data.keys()
 
 
-def _atomic_path(path: str):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=Path(path).suffix)
-    os.close(fd)
-    return tmp
-
-
 def write_video_npy(path: str, frames: np.ndarray) -> None:
     """Writes (T, H, W) frames as uint8 .npy, atomically."""
-    tmp = _atomic_path(path)
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, np.clip(frames, 0, 255).astype(np.uint8))
-    os.replace(tmp, path)
 
 
 def write_video_mp4(
     path: str,
     frames: np.ndarray,
-    fps: int = 25,
+    fps: int = VIDEO_FPS,
     audio: Optional[np.ndarray] = None,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
 ) -> None:
     """Writes (T, H, W) grayscale or (T, H, W, 3) RGB frames as an H.264 mp4,
     atomically; ``audio`` (S,) in -1..1, if given, becomes a mono AAC track."""
     import av
 
-    tmp = _atomic_path(path)
-    frames = np.clip(frames, 0, 255).astype(np.uint8)
-    with av.open(tmp, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        track = None
-        if audio is not None:
-            track = container.add_stream("aac", rate=sample_rate, layout="mono")
-        for frame in frames:
-            rgb = frame if frame.ndim == 3 else np.repeat(frame[:, :, None], 3, axis=2)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-        container.mux(stream.encode())
-        if track is not None:
-            pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
-            for start in range(0, len(pcm), 1024):
-                chunk = av.AudioFrame.from_ndarray(
-                    pcm[None, start : start + 1024], format="s16", layout="mono"
-                )
-                chunk.sample_rate = sample_rate
-                chunk.pts = start
-                container.mux(track.encode(chunk))
-            container.mux(track.encode())
-    os.replace(tmp, path)
-
-
-def read_audio_track(path: str) -> Optional[Tuple[np.ndarray, int]]:
-    """A media file's first audio stream -> mono float32 (S,) in -1..1 and
-    its sample rate, or None when the file has no audio stream."""
-    import av
-
-    try:
-        with av.open(path) as container:
-            if not container.streams.audio:
-                return None
-            stream = container.streams.audio[0]
-            rate = stream.rate
-            # Planar float at the stream's own rate: resampling is left to
-            # the caller, which logs it.
-            resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
-            chunks = []
-            for frame in container.decode(stream):
-                chunks += [f.to_ndarray()[0] for f in resampler.resample(frame)]
-            chunks += [f.to_ndarray()[0] for f in resampler.resample(None)]
-    except av.error.FFmpegError as e:
-        raise ValueError(f"{path}: cannot decode audio ({e})") from e
-    if not chunks:
-        raise ValueError(f"{path}: the audio stream holds no samples")
-    return np.concatenate(chunks).astype(np.float32), rate
+    with atomic_path(path) as tmp:
+        frames = np.clip(frames, 0, 255).astype(np.uint8)
+        with av.open(tmp, mode="w", format="mp4") as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.height, stream.width = frames.shape[1:3]
+            stream.pix_fmt = "yuv420p"
+            track = None
+            if audio is not None:
+                track = container.add_stream("aac", rate=sample_rate, layout="mono")
+            for frame in frames:
+                rgb = frame if frame.ndim == 3 else np.repeat(frame[:, :, None], 3, axis=2)
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+            container.mux(stream.encode())
+            if track is not None:
+                pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+                for start in range(0, len(pcm), 1024):
+                    chunk = av.AudioFrame.from_ndarray(
+                        pcm[None, start : start + 1024], format="s16", layout="mono"
+                    )
+                    chunk.sample_rate = sample_rate
+                    chunk.pts = start
+                    container.mux(track.encode(chunk))
+                container.mux(track.encode())
 
 
 def register_video_type() -> None:

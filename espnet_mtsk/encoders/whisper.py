@@ -7,9 +7,9 @@ import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from typeguard import typechecked
 
+from espnet_mtsk.fileio import SAMPLE_RATE
 from espnet_mtsk.hf_folder import resolve_folder
 
-SAMPLE_RATE = 16000
 FRAMES_PER_SECOND = 50
 MIN_FRAMES = 25
 

@@ -41,7 +41,7 @@ def test_dump_writes_clean_and_noisy_variants_of_the_frozen_encoder(data_dir, tm
     config = write_config(tmp_path / "conf.yaml", llm_dir, whisper_dir)
     out = tmp_path / "enc"
     args = ["--config", config, "--data_dir", str(data_dir), "--out_dir", str(out), "--batch_size", "2"]
-    noisy_args = ["--noise_scp", str(tmp_path / "noise.scp"), "--noisy_copies", "1", "--noise_snr_range", "-5", "-5"]
+    noisy_args = ["--noise_scp", str(tmp_path / "noise.scp"), "--noisy_copies", "1", "--noise_db_range=-5"]
     assert dump_main([*args, *noisy_args]) == 0
     lines = (out / "speech_encoded.scp").read_text().splitlines()
     assert [line.split()[0] for line in lines] == ["u0", "u1", "u2"]

@@ -65,7 +65,7 @@ def _noise_scp(tmp_path, rate=16000):
 def test_training_noise_is_mixed_at_the_drawn_snr(llm_dir, tmp_path, snr):
     pre = AVSRPreprocessor(
         train=True, llm_dir=llm_dir, noise_scp=_noise_scp(tmp_path),
-        noise_snr_range=(snr, snr), noise_prob=1.0,
+        noise_db_range=f"{snr}_{snr}", noise_apply_prob=1.0,
     )
     t = np.arange(20000) / 16000
     speech = (0.05 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
@@ -78,13 +78,19 @@ def test_training_noise_is_mixed_at_the_drawn_snr(llm_dir, tmp_path, snr):
 
 def test_noise_only_in_training_and_at_its_rate(llm_dir, tmp_path):
     scp = _noise_scp(tmp_path)
-    pre = AVSRPreprocessor(train=False, llm_dir=llm_dir, noise_scp=scp, noise_prob=1.0)
+    pre = AVSRPreprocessor(train=False, llm_dir=llm_dir, noise_scp=scp, noise_apply_prob=1.0)
     speech = np.ones(1000, dtype=np.float32)
     assert np.array_equal(pre("u1", {"speech": speech.copy()})["speech"], speech)
     (tmp_path / "low").mkdir()
     bad = _noise_scp(tmp_path / "low", rate=8000)
     with pytest.raises(ValueError, match="babble.*8000 Hz, expected 16000"):
         AVSRPreprocessor(train=True, llm_dir=llm_dir, noise_scp=bad)
+
+
+@pytest.mark.parametrize("db_range", ["20_-5", "-5_0_5", "loud"])
+def test_a_bad_noise_db_range_is_named(llm_dir, tmp_path, db_range):
+    with pytest.raises(ValueError, match=f"noise_db_range .*{db_range}"):
+        AVSRPreprocessor(train=True, llm_dir=llm_dir, noise_scp=_noise_scp(tmp_path), noise_db_range=db_range)
 
 
 def _frames(num=5, side=96, seed=0):

@@ -55,7 +55,7 @@ lm_train_text=""      # Kaldi-style text for the stand-in (default: the training
 
 # Encoders
 encoder_pretrain=false    # stage 9: pre-train the config's encoders with CTC
-encoder_pretrain_opts=""  # options of espnet_mtsk.bin.encoder_pretrain
+encoder_pretrain_opts=""  # options of local.encoder_pretrain
 encoder_dump=false        # stage 9: run the frozen pretrained audio encoder once over the
                           # training and valid sets; stage 11 trains on its outputs
 encoder_dump_opts=""      # options of espnet_mtsk.bin.dump_encoded for the training set
@@ -115,20 +115,20 @@ fi
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && ! "${skip_data_prep}"; then
     log "Stage 3: format data/ into ${data_feats}/org"
     for dset in ${train_set} ${valid_set} ${test_sets}; do
-        ${python} -m espnet_mtsk.bin.format_data --src "data/${dset}" --dst "${data_feats}/org/${dset}"
+        ${python} -m local.format_data --src "data/${dset}" --dst "${data_feats}/org/${dset}"
     done
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && ! "${skip_data_prep}"; then
     log "Stage 4: filter by duration (${min_wav_duration}-${max_wav_duration} s) and empty text"
     for dset in ${train_set} ${valid_set}; do
-        ${python} -m espnet_mtsk.bin.format_data --src "${data_feats}/org/${dset}" \
+        ${python} -m local.format_data --src "${data_feats}/org/${dset}" \
             --dst "${data_feats}/${dset}" --min_duration "${min_wav_duration}" \
             --max_duration "${max_wav_duration}"
     done
     for dset in ${test_sets}; do
         # Test sets are never filtered: every utterance is scored.
-        ${python} -m espnet_mtsk.bin.format_data --src "${data_feats}/org/${dset}" --dst "${data_feats}/${dset}"
+        ${python} -m local.format_data --src "${data_feats}/org/${dset}" --dst "${data_feats}/${dset}"
     done
 fi
 
@@ -144,7 +144,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     else
         log "Stage 5: stand-in LLM and tokenizer from ${lm_train_text} -> ${llm_out}"
         # shellcheck disable=SC2086
-        ${python} -m espnet_mtsk.bin.llm_prepare build --text "${lm_train_text}" \
+        ${python} -m local.llm_prepare build --text "${lm_train_text}" \
             --out "${llm_out}" ${llm_build_opts}
     fi
 fi
@@ -159,12 +159,12 @@ if [ -z "${llm_dir}" ]; then
         log "Stage 7: LLM pre-training on text"
         # shellcheck disable=SC2086
         ${train_cmd} "${expdir}/llm_stats/pretrain.log" \
-            ${python} -m espnet_mtsk.bin.llm_prepare train --llm_dir "${llm_out}" \
+            ${python} -m local.llm_prepare train --llm_dir "${llm_out}" \
             --text "${lm_train_text}" ${llm_pretrain_opts}
     fi
     if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
         log "Stage 8: LLM perplexity on ${valid_set}"
-        ${python} -m espnet_mtsk.bin.llm_prepare perplexity --llm_dir "${llm_out}" \
+        ${python} -m local.llm_prepare perplexity --llm_dir "${llm_out}" \
             --text "${data_feats}/${valid_set}/text" | tee "${expdir}/llm_stats/perplexity"
     fi
 fi
@@ -174,17 +174,7 @@ config_encoders() {
     # The modalities whose encoder the training config names and its mode
     # reads, and that stage 9 trains: not those loaded from pretrained
     # weights (a model_dir or a checkpoint in their conf).
-    ${python} - "${train_config}" <<'PY'
-import sys, yaml
-from espnet_mtsk.scales import MODES
-conf = yaml.safe_load(open(sys.argv[1]))
-mode = conf.get("model_conf", {}).get("mode", "avsr")
-print(" ".join(
-    m for m in MODES[mode]
-    if conf.get(f"{m}_encoder") not in (None, "none")
-    and not {"model_dir", "checkpoint"} & set(conf.get(f"{m}_encoder_conf") or {})
-))
-PY
+    ${python} -m local.train_config "${train_config}" --to_pretrain
 }
 
 encoded_dir=${dumpdir}/encoded
@@ -219,7 +209,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         log "Stage 9: CTC pre-training of the ${modality} encoder -> ${encoder_dir}/${modality}.pth"
         # shellcheck disable=SC2086
         OMP_NUM_THREADS=${threads} ${train_cmd} "${encoder_dir}/${modality}.log" \
-            ${python} -m espnet_mtsk.bin.encoder_pretrain --config "${train_config}" \
+            ${python} -m local.encoder_pretrain --config "${train_config}" \
             --llm_dir "${llm_out}" --modality "${modality}" \
             --train_dir "${data_feats}/${train_set}" --valid_dir "${data_feats}/${valid_set}" \
             --out "${encoder_dir}/${modality}.pth" \

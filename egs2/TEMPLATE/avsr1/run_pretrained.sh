@@ -36,9 +36,6 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-config_value() {  # config_value KEY FILE: a top-level scalar of a YAML config
-    sed -n "s/^$1:[[:space:]]*\([^[:space:]#]*\).*/\1/p" "$2" | head -n 1
-}
 need() {  # need VAR WHAT: stop with a message unless $VAR names an existing path
     if [ -z "${!1:-}" ]; then
         echo "$0: $1 is not set: it must name $2. Set it in db.sh (or export it)." >&2
@@ -56,11 +53,13 @@ if runs 5 11; then
     need LLAMA "a Hugging Face folder of Llama 3.2-1B (config.json, tokenizer, weights)"
 fi
 if runs 10 11; then
-    if [ -n "$(config_value audio_encoder "${train_config}")" ]; then
+    . ./path.sh
+    encoders=" $(python3 -m local.train_config "${train_config}") "  # those it names, "none" is none
+    if [[ ${encoders} == *" audio "* ]]; then
         need WHISPER "a Hugging Face folder of openai/whisper-medium.en"
         asr_args+=" --audio_encoder_conf model_dir=${WHISPER}"
     fi
-    if [ -n "$(config_value video_encoder "${train_config}")" ]; then
+    if [[ ${encoders} == *" video "* ]]; then
         need AVHUBERT "the AV-HuBERT Large checkpoint (fairseq .pt, e.g. large_vox_iter5.pt)"
         asr_args+=" --video_encoder_conf checkpoint=${AVHUBERT}"
     fi

@@ -5,7 +5,7 @@
 # train = train.txt + pretrain.txt (pretrain clips cut into pieces of at most
 # 16 s with their word timings), dev = val.txt, test = test.txt; or the
 # auto_avsr label files lrs2_{train,val,test}_transcript_lengths_seg16s.csv.
-# See espnet_mtsk/data/lrs.py. Utterances that cannot be used (no face found,
+# See local/lrs/prepare.py. Utterances that cannot be used (no face found,
 # unreadable audio) are logged and listed in data/<set>/dropped. Re-running
 # resumes: finished files are kept.
 set -euo pipefail
@@ -30,7 +30,7 @@ opts=""
 "${no_video}" && opts+=" --no_video"
 [ -n "${BABBLE}" ] && opts+=" --noise_wav ${BABBLE} --noisy_snrs ${noisy_snrs}"
 # shellcheck disable=SC2086
-python3 -m espnet_mtsk.data.lrs --corpus lrs2 --db_dir "${LRS2}" --data_dir data \
+python3 -m local.lrs.prepare --corpus lrs2 --db_dir "${LRS2}" --data_dir data \
     --layout "${layout}" --nj "${nj}" --max_duration "${max_duration}" \
     --crop_size "${crop_size}" ${opts}
 

@@ -2,7 +2,7 @@
 # Stage 1: LRS3 -> data/{train,dev,test} (wav.scp, video.scp, text, utt2spk,
 # spk2utt); with a babble file in db.sh also data/noise/wav.scp (training
 # noise) and data/test_snr<N> (the test set with babble at N dB).
-# Reads the raw release or the auto_avsr output (see espnet_mtsk/data/lrs.py):
+# Reads the raw release or the auto_avsr output (see local/lrs/prepare.py):
 # 16 kHz mono wavs extracted from the mp4s, pretrain clips cut into pieces of
 # at most 16 s with their word timings, mouth crops by
 # espnet_mtsk.bin.crop_mouth (raw release), transcripts lower-cased. Utterances
@@ -46,7 +46,7 @@ opts=""
 "${no_video}" && opts+=" --no_video"
 [ -n "${BABBLE}" ] && opts+=" --noise_wav ${BABBLE} --noisy_snrs ${noisy_snrs}"
 # shellcheck disable=SC2086
-python3 -m espnet_mtsk.data.lrs --corpus lrs3 --db_dir "${LRS3}" --data_dir data \
+python3 -m local.lrs.prepare --corpus lrs3 --db_dir "${LRS3}" --data_dir data \
     --layout "${layout}" --nj "${nj}" --max_duration "${max_duration}" \
     --crop_size "${crop_size}" ${valid_list:+--valid_list "${valid_list}"} \
     --dev_size "${dev_size}" ${opts}

@@ -20,9 +20,9 @@ help_message="Usage: $0 [--nj 2] [--seed 0] [--train_speakers 40] [--utts_per_sp
 . utils/parse_options.sh
 
 # shellcheck disable=SC2086
-python3 -m espnet_mtsk.data.synthgrid.prepare --db_dir "${SYNTHGRID}" --data_dir data \
+python3 -m local.synthgrid.prepare --db_dir "${SYNTHGRID}" --data_dir data \
     --seed "${seed}" --nj "${nj}" --train_speakers "${train_speakers}" \
     --dev_speakers "${dev_speakers}" --test_speakers "${test_speakers}" \
     --utts_per_speaker "${utts_per_speaker}" --test_utts_per_speaker "${test_utts_per_speaker}" \
     --snrs ${snrs} --video_size "${video_size}"
-python3 -m espnet_mtsk.data.synthgrid.lm_text --out data/lm_text --n "${lm_sentences}" --seed "${seed}"
+python3 -m local.synthgrid.lm_text --out data/lm_text --n "${lm_sentences}" --seed "${seed}"

@@ -14,12 +14,13 @@ import argparse
 import logging
 import math
 import random
+import tempfile
 from pathlib import Path
 from typing import List
 
 import torch
 
-from espnet_mtsk.standins import build_llama, tokenizer_corpus
+from local.standins import build_llama, tokenizer_corpus
 
 
 def _lines(text_file: Path) -> List[str]:
@@ -92,11 +93,10 @@ def train(
             logging.info(f"step {step}/{steps} loss {loss.item():.3f}")
     # Written next to the old weights then swapped in, so a killed run never
     # leaves a folder with half a model.
-    tmp = llm_dir.with_name(llm_dir.name + ".tmp")
-    model.save_pretrained(str(tmp))
-    for f in tmp.iterdir():
-        f.replace(llm_dir / f.name)
-    tmp.rmdir()
+    with tempfile.TemporaryDirectory(dir=llm_dir.parent, prefix=f".{llm_dir.name}.") as tmp:
+        model.save_pretrained(tmp)
+        for f in Path(tmp).iterdir():
+            f.replace(llm_dir / f.name)
 
 
 @torch.no_grad()

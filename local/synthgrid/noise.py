@@ -5,10 +5,10 @@ from typing import Sequence
 
 import numpy as np
 
-from espnet_mtsk.data.synthgrid.grammar import random_sentence
-from espnet_mtsk.data.synthgrid.speakers import Speaker
+from espnet_mtsk.fileio import SAMPLE_RATE
+from local.synthgrid.grammar import random_sentence
+from local.synthgrid.speakers import Speaker
 
-SAMPLE_RATE = 16000
 BABBLE_RMS = 0.05  # about -26 dBFS
 
 

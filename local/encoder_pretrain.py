@@ -8,12 +8,21 @@ tokenizer's vocabulary; training then loads it (``--init_param``) and
 freezes it, as in the paper. The checkpoint holds the model's own keys
 (``encoders.audio.*``, ``frontend.*``), keeps the epoch with the lowest
 validation WER, and is written atomically.
+
+ESPnet's ``ASRTask`` with ``ctc_weight: 1.0`` does this job for its own
+parts, not for this task's: its encoder choices hold neither this task's
+Whisper nor its AV-HuBERT-shaped video encoder; its ``speech`` input and
+``CommonPreprocessor`` expect audio (S,), not video frames (T, H, W); its
+vocabulary is a token list file, not the LLM's tokenizer folder whose ids
+the CTC head shares (``token_type: hugging_face`` still needs the list);
+and its checkpoint keys (``encoder.*``) are not the model's
+(``encoders.<modality>.*``). This loop reuses the task's own encoders,
+preprocessor and collate function, and ESPnet's ``CTC`` module.
 """
 
 import argparse
 import logging
 import math
-import os
 import random
 import time
 from pathlib import Path
@@ -25,8 +34,10 @@ import torch
 from espnet2.asr.ctc import CTC
 from espnet2.train.dataset import ESPnetDataset
 
+from espnet_mtsk.data.augment import DEFAULT_DB_RANGE
 from espnet_mtsk.data.collate import AVSRCollateFn
 from espnet_mtsk.data.preprocess import AVSRPreprocessor
+from espnet_mtsk.fileio import atomic_path
 from espnet_mtsk.model import audio_features
 from espnet_mtsk.tasks.avsr import AVSRTask
 
@@ -116,8 +127,8 @@ def pretrain(args: argparse.Namespace) -> Dict[str, Any]:
         train=True,
         llm_dir=args.llm_dir,
         noise_scp=args.noise_scp,
-        noise_snr_range=args.noise_snr_range,
-        noise_prob=args.noise_prob,
+        noise_db_range=args.noise_db_range,
+        noise_apply_prob=args.noise_apply_prob,
     )
     valid_pre = AVSRPreprocessor(train=False, llm_dir=args.llm_dir)
     name = DATA[args.modality][1]
@@ -165,9 +176,8 @@ def pretrain(args: argparse.Namespace) -> Dict[str, Any]:
                 for k, v in getattr(model, part).state_dict().items()
             }
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.out.with_name(args.out.name + ".tmp")
-            torch.save(state, tmp)
-            os.replace(tmp, args.out)
+            with atomic_path(args.out) as tmp:
+                torch.save(state, tmp)
     logging.info(f"{args.out}: epoch {best['epoch']}, valid greedy WER {100 * best['wer']:.1f} %")
     return best
 
@@ -185,8 +195,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise_scp", default=None, help="noise for the audio, as in training")
-    parser.add_argument("--noise_snr_range", type=float, nargs=2, default=[-5.0, 20.0])
-    parser.add_argument("--noise_prob", type=float, default=0.5)
+    parser.add_argument("--noise_db_range", default=DEFAULT_DB_RANGE, help="SNR range (dB), 'low_high'")
+    parser.add_argument("--noise_apply_prob", type=float, default=0.5)
     return parser
 
 

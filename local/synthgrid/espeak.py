@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-SAMPLE_RATE = 16000
+from espnet_mtsk.fileio import SAMPLE_RATE
 _SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "espeak_server.py")
 
 

@@ -22,7 +22,8 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
-VIDEO_FPS = 25
+from espnet_mtsk.fileio import VIDEO_FPS
+
 VIDEO_SIZE = 32
 
 VISEMES = (

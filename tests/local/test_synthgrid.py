@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from espnet_mtsk.data.synthgrid import grammar
-from espnet_mtsk.data.synthgrid.espeak import get_synthesizer
-from espnet_mtsk.data.synthgrid.files import from_pcm16, read_wav
 from espnet_mtsk.data.augment import mix_at_snr
-from espnet_mtsk.data.synthgrid.noise import measure_snr
-from espnet_mtsk.data.synthgrid.prepare import main, prepare
-from espnet_mtsk.data.synthgrid.render import (
+from espnet_mtsk.fileio import from_pcm16, read_wav
+from local.synthgrid import grammar
+from local.synthgrid.espeak import get_synthesizer
+from local.synthgrid.noise import measure_snr
+from local.synthgrid.prepare import main, prepare
+from local.synthgrid.render import (
     TARGETS,
     VISEMES,
     draw_mouth,
@@ -20,7 +20,7 @@ from espnet_mtsk.data.synthgrid.render import (
     render_video,
     visemes_of,
 )
-from espnet_mtsk.data.synthgrid.speakers import draw_speakers
+from local.synthgrid.speakers import draw_speakers
 
 TINY = dict(
     train_speakers=2,
@@ -191,10 +191,10 @@ def test_rerun_skips_existing_files_and_leaves_no_temp_files(tmp_path):
     # An interrupted run: a file missing and a stale temp file left behind.
     (db / "video" / "s04" / "s04_0001.npy").unlink()
     (db / "wav" / "snr0" / "s04" / "s04_0002.wav").unlink()
-    (db / "wav" / "clean" / "s01" / "tmpabcd1234.wav").write_bytes(b"half")
+    (db / "wav" / "clean" / "s01" / ".s01_0001.wav.abcd1234.wav").write_bytes(b"half")
     main(argv)
     assert _files(db) == contents
-    assert not [p for p in tmp_path.rglob("tmp*")]
+    assert not [p for p in tmp_path.rglob(".*")]
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["dev", "noise", "test_clean", "test_snr0", "train"]
     with pytest.raises(ValueError, match="another --db_dir"):
         main(argv + ["--seed", "1"])

@@ -8,19 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from espnet_mtsk.data import lrs
-from espnet_mtsk.data.lrs import (
-    SAMPLES_PER_FRAME,
-    Word,
-    decode_audio,
-    frame_span,
-    main,
-    normalize_text,
-    plan_pieces,
-    prepare,
-    read_lrs_txt,
-)
 from espnet_mtsk.data.video import write_video_mp4
+from espnet_mtsk.fileio import SAMPLES_PER_FRAME
+from local.lrs.audio import clip_audio_pcm, make_noisy_copies
+from local.lrs.crops import load_frames
+from local.lrs.prepare import main, prepare
+from local.lrs.transcripts import Word, frame_span, normalize_text, plan_pieces, read_lrs_txt
 
 
 RATE = 16000
@@ -139,7 +132,7 @@ def raw_lrs3(tmp_path_factory):
             if clip_id == "test_spkE_00001":
                 failed.append(f"{clip_id} no face detected")
                 continue
-            frames = len(lrs._load_frames(path))
+            frames = len(load_frames(path))
             crop = (np.arange(frames) % 256).astype(np.uint8)[:, None, None]
             out = os.path.join(outdir, f"{clip_id}.npy")
             np.save(out, np.broadcast_to(crop, (frames, size, size)))
@@ -185,7 +178,7 @@ def test_raw_lrs3_failed_crop_dropped_and_reported(raw_lrs3, caplog):
 def test_raw_lrs3_audio(raw_lrs3):
     _, db, data, _, _, _ = raw_lrs3
     wavs = read_table(data / "train" / "wav.scp")
-    full = decode_audio(str(db / "pretrain/spkA/00001.mp4"))
+    full = clip_audio_pcm(str(db / "pretrain/spkA/00001.mp4"))
     assert abs(len(full) - 18 * RATE) <= 2048  # AAC pads to whole 1024-sample frames
     for utt, (first, last) in {"pretrain_spkA_00001_00": (0, 398), "pretrain_spkA_00001_01": (402, 448)}.items():
         wave, rate = sf.read(wavs[utt], dtype="int16")
@@ -255,7 +248,7 @@ def auto_avsr_lrs3(tmp_path_factory):
             mp4 = base / "lrs3_video_seg16s" / f"{key}.mp4"
             write_mp4(mp4, seconds, freq=350 + 50 * i)
             if with_wav:
-                sf.write(mp4.with_suffix(".wav"), decode_audio(str(mp4)), RATE, subtype="PCM_16")
+                sf.write(mp4.with_suffix(".wav"), clip_audio_pcm(str(mp4)), RATE, subtype="PCM_16")
             txt = base / "lrs3_text_seg16s" / f"{key}.txt"
             txt.parent.mkdir(parents=True, exist_ok=True)
             txt.write_text(text)
@@ -302,7 +295,7 @@ def test_noisy_test_copies(raw_lrs3, tmp_path):
     _, _, data, _, _, _ = raw_lrs3
     noise = np.random.default_rng(0).normal(0, 0.1, 2 * RATE).astype(np.float32)
     sf.write(tmp_path / "babble.wav", noise, RATE, subtype="FLOAT")
-    made = lrs.make_noisy_copies(str(data / "test"), str(tmp_path / "babble.wav"), [5, 10])
+    made = make_noisy_copies(str(data / "test"), str(tmp_path / "babble.wav"), [5, 10])
     assert made == [str(data / "test_snr5"), str(data / "test_snr10")]
     clean = read_table(data / "test" / "wav.scp")
     for snr, folder in zip((5, 10), made):

@@ -7,10 +7,10 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from espnet_mtsk.data.synthgrid.espeak import get_synthesizer
-from espnet_mtsk.data.synthgrid.grammar import espeak_text
-from espnet_mtsk.data.synthgrid.render import Appearance, random_appearance
-from espnet_mtsk.data.synthgrid.seeding import rng_for
+from local.synthgrid.espeak import get_synthesizer
+from local.synthgrid.grammar import espeak_text
+from local.synthgrid.render import Appearance, random_appearance
+from local.synthgrid.seeding import rng_for
 
 # The English espeak-ng voices (accents); the mbrola ones need mbrola.
 VOICES = (

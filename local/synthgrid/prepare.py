@@ -1,6 +1,6 @@
 """Generates the SynthGRID corpus and its Kaldi-style data dirs.
 
-    python -m espnet_mtsk.data.synthgrid.prepare --db_dir downloads/synthgrid \\
+    python -m local.synthgrid.prepare --db_dir downloads/synthgrid \\
         --data_dir data --seed 0 --nj 2
 
 Under ``db_dir``:
@@ -30,7 +30,6 @@ import functools
 import json
 import multiprocessing
 import os
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -39,21 +38,23 @@ import torch
 from tqdm import tqdm
 
 from espnet_mtsk.data.augment import mix_at_snr
-from espnet_mtsk.data.preprocess import SAMPLE_RATE, VIDEO_FPS
-from espnet_mtsk.data.synthgrid.files import (
+from espnet_mtsk.data.video import write_video_npy
+from espnet_mtsk.fileio import (
+    SAMPLE_RATE,
+    VIDEO_FPS,
     from_pcm16,
     read_wav,
     remove_temp_files,
     to_pcm16,
+    write_data_dir,
     write_lines,
     write_wav,
 )
-from espnet_mtsk.data.synthgrid.grammar import random_sentence, transcript
-from espnet_mtsk.data.synthgrid.noise import babble
-from espnet_mtsk.data.synthgrid.render import VIDEO_SIZE, render_video
-from espnet_mtsk.data.synthgrid.seeding import rng_for
-from espnet_mtsk.data.synthgrid.speakers import Speaker, draw_speakers
-from espnet_mtsk.data.video import write_video_npy
+from local.synthgrid.grammar import random_sentence, transcript
+from local.synthgrid.noise import babble
+from local.synthgrid.render import VIDEO_SIZE, render_video
+from local.synthgrid.seeding import rng_for
+from local.synthgrid.speakers import Speaker, draw_speakers
 
 # name: (default, help). About 35 s with --nj 2 on 2 busy cores.
 _SIZES = dict(
@@ -243,18 +244,17 @@ def _plan_babble(db_dir: str, pool: str, talkers: List[Speaker], n_files: int) -
     ]
 
 
-def write_data_dir(folder: str, utts: Sequence[Utterance], wav_of: Callable[[Utterance], str]) -> None:
-    """Writes wav.scp, video.scp, text, utt2spk and spk2utt, sorted by id."""
-    os.makedirs(folder, exist_ok=True)
-    utts = sorted(utts, key=lambda u: u.utt_id)
-    spk2utt: Dict[str, List[str]] = defaultdict(list)
-    for u in utts:
-        spk2utt[u.speaker.spk_id].append(u.utt_id)
-    write_lines(os.path.join(folder, "wav.scp"), (f"{u.utt_id} {wav_of(u)}" for u in utts))
-    write_lines(os.path.join(folder, "video.scp"), (f"{u.utt_id} {u.video}" for u in utts))
-    write_lines(os.path.join(folder, "text"), (f"{u.utt_id} {transcript(u.words)}" for u in utts))
-    write_lines(os.path.join(folder, "utt2spk"), (f"{u.utt_id} {u.speaker.spk_id}" for u in utts))
-    write_lines(os.path.join(folder, "spk2utt"), (f"{s} {' '.join(ids)}" for s, ids in sorted(spk2utt.items())))
+def write_set(folder: str, utts: Sequence[Utterance], wav_of: Callable[[Utterance], str]) -> None:
+    """The data dir of ``utts`` (``fileio.write_data_dir``), their audio from ``wav_of``."""
+    write_data_dir(
+        folder,
+        {
+            "wav.scp": {u.utt_id: wav_of(u) for u in utts},
+            "video.scp": {u.utt_id: u.video for u in utts},
+            "text": {u.utt_id: transcript(u.words) for u in utts},
+            "utt2spk": {u.utt_id: u.speaker.spk_id for u in utts},
+        },
+    )
 
 
 def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> Dict[str, List[Speaker]]:
@@ -306,11 +306,11 @@ def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> 
     all_utts = splits["train"] + splits["dev"] + splits["test"]
     _run(_make_utterance, [(u, settings) for u in all_utts], nj, "utterances")
 
-    write_data_dir(os.path.join(data_dir, "train"), splits["train"], lambda u: u.wav)
-    write_data_dir(os.path.join(data_dir, "dev"), splits["dev"], lambda u: u.wav)
-    write_data_dir(os.path.join(data_dir, "test_clean"), splits["test"], lambda u: u.wav)
+    write_set(os.path.join(data_dir, "train"), splits["train"], lambda u: u.wav)
+    write_set(os.path.join(data_dir, "dev"), splits["dev"], lambda u: u.wav)
+    write_set(os.path.join(data_dir, "test_clean"), splits["test"], lambda u: u.wav)
     for index, snr in enumerate(snrs):
-        write_data_dir(
+        write_set(
             os.path.join(data_dir, f"test_{snr_name(snr)}"), splits["test"], lambda u, i=index: u.noisy[i][1]
         )
     os.makedirs(os.path.join(data_dir, "noise"), exist_ok=True)

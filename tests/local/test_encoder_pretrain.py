@@ -7,8 +7,8 @@ import yaml
 from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
 
 from conftest import SENTENCES, TINY_VIDEO
-from espnet_mtsk.bin.encoder_pretrain import get_parser, pretrain
 from espnet_mtsk.tasks.avsr import AVSRTask
+from local.encoder_pretrain import get_parser, pretrain
 from test_cli import _datadir
 
 TINY_CONFORMER = dict(

@@ -3,15 +3,15 @@
 A real LLM has read far more text than any AV corpus holds; this plays that
 part: ``n`` sentences drawn from the grammar, as a Kaldi-style ``text`` file.
 
-    python -m espnet_mtsk.data.synthgrid.lm_text --out data/lm_text --n 20000
+    python -m local.synthgrid.lm_text --out data/lm_text --n 20000
 """
 
 import argparse
 from pathlib import Path
 
-from espnet_mtsk.data.synthgrid.files import write_lines
-from espnet_mtsk.data.synthgrid.grammar import random_sentence, transcript
-from espnet_mtsk.data.synthgrid.seeding import rng_for
+from espnet_mtsk.fileio import write_lines
+from local.synthgrid.grammar import random_sentence, transcript
+from local.synthgrid.seeding import rng_for
 
 
 def write_lm_text(out: Path, n: int, seed: int = 0) -> None:

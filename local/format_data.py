@@ -6,27 +6,20 @@ Keeps the utterances present in every list (``text`` and the ``wav.scp`` /
 mono, writes ``utt2dur`` and, with ``--min_duration`` / ``--max_duration``,
 drops utterances outside the range or with an empty transcript. Every dropped
 utterance is logged with its reason; nothing is dropped silently. Lists are
-written to a temporary name and renamed, so a killed run leaves the old dir.
+written atomically (``fileio.write_data_dir``), so a killed run leaves each
+list whole.
 """
 
 import argparse
 import logging
-import os
 from pathlib import Path
-from typing import Dict
 
 import soundfile
 from espnet2.fileio.read_text import read_2columns_text
 
-from espnet_mtsk.data.preprocess import SAMPLE_RATE
+from espnet_mtsk.fileio import SAMPLE_RATE, write_data_dir
 
 LISTS = ("wav.scp", "video.scp", "text", "utt2spk")
-
-
-def _write(path: Path, table: Dict[str, str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{k} {v}\n" for k, v in sorted(table.items())), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def format_dir(src: Path, dst: Path, min_duration: float, max_duration: float) -> int:
@@ -55,16 +48,10 @@ def format_dir(src: Path, dst: Path, min_duration: float, max_duration: float) -
         else:
             continue
         keys.discard(utt)
-    dst.mkdir(parents=True, exist_ok=True)
-    for name, table in tables.items():
-        _write(dst / name, {k: table[k] for k in keys})
+    kept = {name: {k: table[k] for k in keys} for name, table in tables.items()}
     if durations:
-        _write(dst / "utt2dur", {k: f"{durations[k]:.3f}" for k in keys})
-    if "utt2spk" in tables:
-        spk2utt: Dict[str, list] = {}
-        for utt in sorted(keys):
-            spk2utt.setdefault(tables["utt2spk"][utt], []).append(utt)
-        _write(dst / "spk2utt", {s: " ".join(u) for s, u in spk2utt.items()})
+        kept["utt2dur"] = {k: f"{durations[k]:.3f}" for k in keys}
+    write_data_dir(dst, kept)
     logging.info(f"{src} -> {dst}: {len(keys)} utterances")
     return len(keys)
 
