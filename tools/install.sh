@@ -5,7 +5,24 @@ set -euo pipefail
 cd "$(dirname "$0")"
 tools=$(pwd)
 root=$(cd .. && pwd)
-python=${PYTHON:-python3.11}
+pick_python() {
+    # The newest supported Python that runs: a pyenv shim of a version that
+    # is installed but not enabled fails and is skipped, as is a Python whose
+    # venv lacks ensurepip (Debian without python3.x-venv). PYTHON= overrides.
+    if [ -n "${PYTHON:-}" ]; then
+        echo "${PYTHON}"
+        return
+    fi
+    local candidate
+    for candidate in python3.12 python3.11 python3.10; do
+        if "${candidate}" -c 'import sys, venv, ensurepip' >/dev/null 2>&1; then
+            echo "${candidate}"
+            return
+        fi
+    done
+    echo "$0: found no Python 3.12, 3.11 or 3.10 with venv; install one or set PYTHON=" >&2
+    return 1
+}
 
 need_apt=()
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
@@ -17,7 +34,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-[ -x venv/bin/python ] || "$python" -m venv venv
+if [ -x venv/bin/python ]; then
+    echo "tools/venv exists (Python $(venv/bin/python -c 'import platform; print(platform.python_version())')): kept"
+else
+    python=$(pick_python)
+    echo "tools/venv: Python $("$python" -c 'import platform; print(platform.python_version())') ($(command -v "$python"))"
+    "$python" -m venv venv
+fi
 pip="venv/bin/python -m pip"
 
 # torch first, so that nothing below pulls another build of it.
