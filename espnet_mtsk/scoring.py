@@ -1,4 +1,5 @@
-"""Per-scale scoring: WER and CER with jiwer, ESPnet-style result files, RESULTS.md.
+"""Per-scale scoring: WER and CER with jiwer, ESPnet-style result files, RESULTS.md
+(its plot: ``espnet_mtsk.plot``).
 
 Decoding writes ``<decode_dir>/<test_set>/<scale>/1best_recog/`` with the
 files ``text``, ``num_tokens``, ``speech_seconds`` and ``decode_seconds``
@@ -14,7 +15,7 @@ sclite output only).
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import List, Sequence
 
 import jiwer
 from espnet2.fileio.read_text import read_2columns_text
@@ -155,28 +156,3 @@ def results_markdown(scores: Sequence[Score], title: str) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def plot_pareto(scores: Sequence[Score], png: Path) -> None:
-    """WER against LLM tokens per second, one line per test set."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_set: Dict[str, List[Score]] = {}
-    for s in scores:
-        by_set.setdefault(s.dataset, []).append(s)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for dataset, items in by_set.items():
-        items = sorted(items, key=lambda s: s.tokens_per_sec)
-        ax.plot([s.tokens_per_sec for s in items], [s.wer for s in items], "o-", label=dataset)
-        for s in items:
-            ax.annotate(s.scale, (s.tokens_per_sec, s.wer), fontsize=7)
-    ax.set_xlabel("LLM audio-visual tokens per second of speech")
-    ax.set_ylabel("WER (%)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    plt.close(fig)

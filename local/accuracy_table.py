@@ -11,10 +11,13 @@ spread when there are several), and the gap of the best Matryoshka variant
 to the per-rate model, with the spread of its per-seed differences; then
 each variant's gap averaged over its cells, per seed. Training cost is
 bench/train_step.py's: wall times of recipe runs depend on what else the
-machine runs.
+machine runs. ``--baselines`` adds a table of ESPnet models decoded beside
+them (avsr.sh stage 16 folders, e.g. those of run_baseline.sh): WER per
+test set, decoder tokens per second, RTF and trainable parameters.
 
     python -m local.accuracy_table --exp_dir exp --data_dir dump/raw \
-        --test_sets test_clean test_snr0 --scales a3 v3 a3_v3 --out results.md TAG...
+        --test_sets test_clean test_snr0 --scales a3 v3 a3_v3 --out results.md TAG... \
+        [--baselines exp/asr_zip_espnet_a2_v1 exp/asr_zip_espnet_a12_v6]
 """
 
 import argparse
@@ -26,6 +29,7 @@ from typing import Dict, List, Tuple
 
 import yaml
 
+from espnet_mtsk.baselines import score_baselines
 from espnet_mtsk.scales import config_scales
 from espnet_mtsk.scoring import score_dir
 
@@ -195,6 +199,33 @@ def mean_gaps(wers, test_sets, scales, compressors, variants) -> List[str]:
     return out
 
 
+def baseline_table(baselines, test_sets) -> List[str]:
+    """One row per ESPnet model: its cost (as measured on its first test
+    set) and WER per test set."""
+    out = [
+        "",
+        "## ESPnet models on the same data",
+        "",
+        "ESPnet's ASR task (CTC/attention, its trainer and beam search) decoded by "
+        "avsr.sh stage 16. tokens/s: encoder frames per second of speech its decoder "
+        "attends to (the Matryoshka models': audio-visual tokens the LLM reads); "
+        "RTF: decoding wall time over speech duration, frozen encoders included.",
+        "",
+        "| model | task | tokens/s | RTF | trainable parameters | " + " | ".join(test_sets) + " |",
+        "|---" * (len(test_sets) + 5) + "|",
+    ]
+    for baseline, scores in baselines:
+        if not scores:
+            raise ValueError(f"{baseline.exp_dir}: no decoding of {' '.join(test_sets)}")
+        wer = {s.dataset: f"{s.wer:.1f}" for s in scores}
+        out.append(
+            f"| {baseline.label} | {baseline.task.upper()} | {scores[0].tokens_per_sec:.1f} | "
+            f"{scores[0].rtf:.3f} | {baseline.trainable_parameters:,} | "
+            + " | ".join(wer.get(t, "—") for t in test_sets) + " |"
+        )
+    return out
+
+
 def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exp_dir", type=Path, required=True)
@@ -203,10 +234,14 @@ def main(cmd=None):
     parser.add_argument("--scales", nargs="+", required=True, help="row order")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--command", default="", help="the command that regenerates the table")
+    parser.add_argument("--baselines", nargs="*", type=Path, default=[],
+                        help="avsr.sh stage-16 folders of ESPnet models (espnet_mtsk.baselines)")
     parser.add_argument("tags", nargs="+", help="experiments exp_dir/asr_<tag>")
     args = parser.parse_args(cmd)
     wers = collect(args.exp_dir, args.data_dir, args.tags, args.test_sets)
     text = markdown(wers, args.test_sets, args.scales, args.command)
+    if args.baselines:
+        text += "\n".join(baseline_table(score_baselines(args.baselines, args.data_dir, args.test_sets), args.test_sets)) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -124,3 +124,21 @@ def test_an_unfinished_experiment_is_named(tmp_path):
     (exp / "asr_t" / "train.log").write_text("still training\n")
     with pytest.raises(ValueError, match="asr_t/train.log has no accounting line"):
         accuracy_table.collect(exp, data, ["t"], ["test"])
+
+
+def test_baseline_rows_come_from_their_stage_16_folders(tmp_path):
+    from test_baselines import fake_baseline
+
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    two_seeds(exp, data)
+    zip_exp = fake_baseline(exp / "asr_zip_espnet_a2_v1")
+    out = tmp_path / "results.md"
+    accuracy_table.main(["--exp_dir", str(exp), "--data_dir", str(data), "--test_sets", "test",
+                         "--scales", "a3", "--baselines", str(zip_exp), "--out", str(out),
+                         "--command", "./run_compare.sh", "r0", "m0"])
+    text = out.read_text()
+    assert "## ESPnet models on the same data" in text
+    assert "| model | task | tokens/s | RTF | trainable parameters | test |" in text
+    assert "| espnet_a2_v1 | AVSR | 25.0 | 0.250 | 600 | 16.7 |" in text
+    # The Matryoshka comparison is unchanged by it.
+    assert text.startswith(table(tmp_path, ["a3"], ["r0", "m0"]).split("## ESPnet")[0])

@@ -11,6 +11,7 @@
 #   ./run_compare.sh [--compressors "avgpool stack"] [--loras "ms ss mss"]
 #                    [--mtsk_modes "asr vsr avsr all"] [--seeds "0 1"] [--scales "a4 a4_v3"]
 #                    [--asr_args ...] [--inference_args ...] [--table_only true]
+#                    [--baselines "exp/asr_zip_espnet_a2_v1 ..."]
 set -euo pipefail
 
 compressors="avgpool stack"
@@ -23,6 +24,8 @@ train_config=conf/train_avsr_mtsk.yaml
 asr_args=""         # passed to every training (e.g. --max_epoch 1 for a quick check)
 inference_args=""
 table_only=false    # tabulate the models already scored, train nothing
+baselines=""        # ESPnet models for the table (avsr.sh stage-16 folders, run_baseline.sh);
+                    # default: every exp/asr_zip_* holding a baseline.json
 root=$(cd "$(dirname "$(readlink -f "$0")")/../../.." && pwd)
 out=${root}/docs/results.md
 
@@ -100,7 +103,11 @@ for seed in ${seeds}; do
     done
 done
 
+if [ -z "${baselines}" ]; then
+    for d in exp/asr_zip_*/; do [ -e "${d}baseline.json" ] && baselines+=" ${d%/}"; done
+fi
+# shellcheck disable=SC2086
 python3 -m local.accuracy_table --exp_dir exp --data_dir dump/raw \
-    --test_sets ${test_sets} --scales ${scales} --out "${out}" \
+    --test_sets ${test_sets} --scales ${scales} --baselines ${baselines} --out "${out}" \
     --command "cd egs2/synthgrid/avsr1 && ./run_compare.sh --compressors \"${compressors}\" --loras \"${loras}\" --mtsk_modes \"${mtsk_modes}\" --seeds \"${seeds}\"" \
     "${tags[@]}"
