@@ -11,6 +11,8 @@
 #   10 collect stats (shape files)           11 training
 #   12 decoding, every test set x scale      13 scoring + RESULTS.md
 #   14 packing (espnet_model_zoo zip)        15 decoding with the unpacked model
+#   16 decoding an ESPnet ASR-task model (--asr_zip) on the test sets beside
+#      it: its rows in RESULTS.md
 set -euo pipefail
 
 log() {
@@ -74,6 +76,16 @@ scale_table_set=""    # set decoded too, whose per-scale WER/cost table (scale_t
 inference_model=valid.acc.ave.pth  # average of the best checkpoints (keep_nbest_models), as the paper averages
 packed_model=""
 pack_opts=""         # options of espnet_mtsk.bin.pack (stage 14), e.g. --inline_max_mb, --origin
+
+# ESPnet models beside this one (stage 16): decoded on the test sets with
+# ESPnet's Speech2Text, scored by the same scorer into ${expdir}/asr_zip_<tag>/;
+# stages 13 and 16 add the rows of every such folder to RESULTS.md.
+asr_zip=""            # an ESPnet ASR-task model: espnet_model_zoo name or local zip
+asr_zip_tag=""        # its rows' name (default: the zip's name)
+asr_zip_data=""       # a folder of <test_set>/feats.scp (+ speech_seconds, encode_seconds)
+                      # for a model on extracted features; default: the test sets' wav.scp
+asr_zip_task=""       # asr, vsr or avsr: the inputs it reads (default: asr on wav.scp, avsr on features)
+asr_zip_config=""     # decoding options (yaml) of espnet_mtsk.bin.zip_inference
 
 help_message="Usage: $0 --train_set <name> --valid_set <name> --test_sets '<names>' --train_config <yaml> [options]
 Options are the variables at the top of $0, e.g. --stage 1 --stop_stage 13 --nj 4 --ngpu 1."
@@ -330,6 +342,13 @@ decode() {
     done
 }
 
+zip_exps() {
+    # The stage-16 folders of ESPnet models decoded beside this model.
+    local d
+    for d in "${expdir}"/asr_zip_*/; do [ -e "${d}baseline.json" ] && echo "${d%/}"; done
+    return 0
+}
+
 score() {
     # score <config> <decode_dir> <results.md>
     local scales
@@ -337,6 +356,7 @@ score() {
     # shellcheck disable=SC2086
     ${python} -m espnet_mtsk.bin.score --decode_dir "$2" --data_dir "${data_feats}" \
         --test_sets ${scale_table_set} ${test_sets} --scales ${scales} --results "$3" \
+        --baselines $(zip_exps) \
         --title "$(basename "${asr_exp}")" \
         ${scale_table_set:+--scale_table "$(dirname "$3")/scale_table.json" --scale_table_set "${scale_table_set}"}
 }
@@ -368,6 +388,40 @@ if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
         | grep -E '^(asr_train_config|asr_model_file)=')"
     decode "${asr_train_config}" "${asr_model_file}" "${unpacked}/${inference_tag}"
     score "${asr_train_config}" "${unpacked}/${inference_tag}" "${unpacked}/RESULTS.md"
+fi
+
+if [ ${stage} -le 16 ] && [ ${stop_stage} -ge 16 ] && [ -n "${asr_zip}" ]; then
+    zip_tag=${asr_zip_tag:-$(basename "${asr_zip}" .zip | tr '/' '_')}
+    zip_exp=${expdir}/asr_zip_${zip_tag}
+    zip_task=${asr_zip_task:-asr}
+    [ -z "${asr_zip_task}" ] && [ -n "${asr_zip_data}" ] && zip_task=avsr
+    log "Stage 16: decoding ESPnet model ${asr_zip} on ${test_sets} -> ${zip_exp}"
+    mkdir -p "${zip_exp}"
+    _cmd=${decode_cmd}; _ngpu=0
+    if "${gpu_inference}"; then _cmd=${cuda_cmd}; _ngpu=1; fi
+    for dset in ${test_sets}; do
+        if [ -n "${asr_zip_data}" ]; then
+            feats=${asr_zip_data}/${dset}
+            zip_opts="--data_path_and_name_and_type ${feats}/feats.scp,speech,kaldi_ark --speech_seconds ${feats}/speech_seconds"
+            [ -e "${feats}/encode_seconds" ] && zip_opts+=" --extra_seconds ${feats}/encode_seconds"
+        else
+            zip_opts="--data_path_and_name_and_type ${data_feats}/${dset}/wav.scp,speech,sound"
+        fi
+        # shellcheck disable=SC2086
+        OMP_NUM_THREADS=1 ${_cmd} --gpu "${_ngpu}" "${zip_exp}/decode/${dset}/decode.log" \
+            ${python} -m espnet_mtsk.bin.zip_inference --ngpu "${_ngpu}" --model_tag "${asr_zip}" \
+            ${zip_opts} --output_dir "${zip_exp}/decode/${dset}/${zip_tag}" \
+            ${asr_zip_config:+--config ${asr_zip_config}}
+    done
+    printf '{"label": "%s", "task": "%s", "model": "%s"}\n' "${zip_tag}" "${zip_task}" "${asr_zip}" \
+        > "${zip_exp}/baseline.json"
+    # shellcheck disable=SC2086
+    ${python} -m espnet_mtsk.bin.score --data_dir "${data_feats}" --test_sets ${test_sets} \
+        --baselines "${zip_exp}" --results "${zip_exp}/RESULTS.md" --title "$(basename "${zip_exp}")"
+    if [ -d "${asr_exp}/${inference_tag}" ]; then
+        log "Stage 16: its rows -> ${asr_exp}/RESULTS.md"
+        score "${asr_exp}/config.yaml" "${asr_exp}/${inference_tag}" "${asr_exp}/RESULTS.md"
+    fi
 fi
 
 log "Successfully finished. [elapsed=${SECONDS}s]"
