@@ -63,6 +63,29 @@ def test_recipe_stages_1_to_15(recipe_run):
     assert list(exp.glob("*.zip"))
 
 
+def test_espnet_baseline_rows_beside_the_matryoshka_model(recipe_run):
+    tmp_path, proc = recipe_run
+    assert proc.returncode == 0, "the recipe run failed"
+    sets = ["test_clean", "test_snr0"]
+    run = subprocess.run(
+        ["./run_baseline.sh", "--rates", "a2_v1", "--test_sets", " ".join(sets), "--asr_args", QUICK_TRAIN],
+        cwd=tmp_path, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    fused = tmp_path / "dump" / "fused" / "a2_v1"
+    train_utts = len((tmp_path / "dump" / "raw" / "train" / "text").read_text().splitlines())
+    # The clean and the two noisy Whisper variants of each training utterance.
+    assert len((fused / "train" / "feats_shape").read_text().splitlines()) == 3 * train_utts
+    frames = dict(line.split() for line in (fused / "test_clean" / "feats_shape").read_text().splitlines())
+    decoded = tmp_path / "exp" / "asr_zip_espnet_a2_v1" / "decode" / "test_clean" / "espnet_a2_v1"
+    tokens = dict(line.split() for line in (decoded / "1best_recog" / "num_tokens").read_text().splitlines())
+    assert tokens == {k: v.split(",")[0] for k, v in frames.items()}
+    results = (tmp_path / "exp" / "asr_train_avsr_mtsk" / "RESULTS.md").read_text()
+    rows = re.findall(r"^\|(test_[^|]+)\|espnet_a2_v1\|", results.split("## CER")[0], re.M)
+    assert rows == sets
+    assert re.search(r"`espnet_a2_v1` \(AVSR\): `exp/asr_train_asr_fused_a2_v1/model.zip`, [0-9,]+ trainable", results)
+
+
 def test_compare_trains_per_rate_models_beside_the_matryoshka_one(recipe_run):
     tmp_path, proc = recipe_run
     assert proc.returncode == 0, "the recipe run failed"

@@ -82,8 +82,9 @@ pack_opts=""         # options of espnet_mtsk.bin.pack (stage 14), e.g. --inline
 # stages 13 and 16 add the rows of every such folder to RESULTS.md.
 asr_zip=""            # an ESPnet ASR-task model: espnet_model_zoo name or local zip
 asr_zip_tag=""        # its rows' name (default: the zip's name)
-asr_zip_data=""       # a folder of <test_set>/feats.scp (+ speech_seconds, encode_seconds)
-                      # for a model on extracted features; default: the test sets' wav.scp
+asr_zip_data=""       # a folder of <test_set>/feats.scp for a model on extracted features
+                      # (+ speech_seconds, default: the test set's utt2dur; + encode_seconds,
+                      # the time that made them); default: the test sets' wav.scp
 asr_zip_task=""       # asr, vsr or avsr: the inputs it reads (default: asr on wav.scp, avsr on features)
 asr_zip_config=""     # decoding options (yaml) of espnet_mtsk.bin.zip_inference
 
@@ -402,7 +403,9 @@ if [ ${stage} -le 16 ] && [ ${stop_stage} -ge 16 ] && [ -n "${asr_zip}" ]; then
     for dset in ${test_sets}; do
         if [ -n "${asr_zip_data}" ]; then
             feats=${asr_zip_data}/${dset}
-            zip_opts="--data_path_and_name_and_type ${feats}/feats.scp,speech,kaldi_ark --speech_seconds ${feats}/speech_seconds"
+            seconds=${feats}/speech_seconds
+            [ -e "${seconds}" ] || seconds=${data_feats}/${dset}/utt2dur
+            zip_opts="--data_path_and_name_and_type ${feats}/feats.scp,speech,kaldi_ark --speech_seconds ${seconds}"
             [ -e "${feats}/encode_seconds" ] && zip_opts+=" --extra_seconds ${feats}/encode_seconds"
         else
             zip_opts="--data_path_and_name_and_type ${data_feats}/${dset}/wav.scp,speech,sound"
