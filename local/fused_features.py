@@ -35,6 +35,7 @@ import yaml
 from espnet2.fileio.read_text import read_2columns_text
 
 from espnet_mtsk.bin.dump_encoded import read_speech
+from espnet_mtsk.cli import run_logged
 from espnet_mtsk.compress import AvgPoolCompressor
 from espnet_mtsk.cost import encoder_frame_rates
 from espnet_mtsk.data.encoded import read_variants_scp
@@ -174,12 +175,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
-    try:
-        write_set(get_parser().parse_args(argv))
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        logging.error(str(e))
-        return 1
-    return 0
+    return run_logged(lambda: write_set(get_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import soundfile
 import torch
 from espnet2.fileio.read_text import read_2columns_text
 
+from espnet_mtsk.cli import run_logged
 from espnet_mtsk.data.augment import DEFAULT_DB_RANGE, NoiseAugmenter
 from espnet_mtsk.data.encoded import encoded_name
 from espnet_mtsk.data.preprocess import check_av_durations
@@ -128,11 +129,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
-    try:
-        return dump(get_parser().parse_args(argv))
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        logging.error(str(e))
-        return 1
+    return run_logged(lambda: dump(get_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

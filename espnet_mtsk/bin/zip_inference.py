@@ -31,6 +31,7 @@ from espnet2.fileio.read_text import read_2columns_text
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2triple_str, str_or_none
 
+from espnet_mtsk.cli import run_logged
 from espnet_mtsk.fileio import SAMPLE_RATE
 
 
@@ -141,12 +142,7 @@ def main(cmd=None) -> int:
     if args.model_tag is None and args.asr_model_file is None:
         logging.error("give --model_tag (a zoo name or zip) or --asr_train_config and --asr_model_file")
         return 1
-    try:
-        inference(args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        logging.error(str(e))
-        return 1
-    return 0
+    return run_logged(lambda: inference(args))
 
 
 if __name__ == "__main__":
