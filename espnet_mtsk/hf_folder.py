@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from espnet_mtsk.fileio import write_lines
+
 # The files whose bytes are a folder's weights; the others (configs,
 # tokenizers) are read by the loaders, which check their shapes.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -108,9 +110,7 @@ def sha256(path: Path) -> str:
     cache[key] = {"stamp": stamp, "sha256": digest.hexdigest()}
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_file)
+        write_lines(cache_file, [json.dumps(cache)])
     except OSError:
         pass  # a read-only home: the digest is recomputed next time
     return cache[key]["sha256"]

@@ -29,6 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from espnet_mtsk.data.mouth_roi import MOUTH_SIZE, crop_mouth_file, new_face_mesh
 from espnet_mtsk.data.video import write_video_mp4, write_video_npy
+from espnet_mtsk.fileio import write_lines
 
 LOG_FORMAT = "%(levelname)s: %(message)s"
 WRITERS = {"npy": write_video_npy, "mp4": write_video_mp4}  # (path, (T, H, W) uint8)
@@ -71,12 +72,6 @@ def _results(todo, nj: int):
             yield future.result()
 
 
-def _write_lines(path: Path, lines) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def crop_scp(
     scp: str,
     outdir: Path,
@@ -110,8 +105,8 @@ def crop_scp(
                 bar.update()
     done = [u for u in videos if u not in failed and Path(outs[u]).exists()]
     out_scp.parent.mkdir(parents=True, exist_ok=True)
-    _write_lines(out_scp, (f"{u} {outs[u]}" for u in done))
-    _write_lines(outdir / "failed.list", (f"{u} {failed[u]}" for u in videos if u in failed))
+    write_lines(out_scp, (f"{u} {outs[u]}" for u in done))
+    write_lines(outdir / "failed.list", (f"{u} {failed[u]}" for u in videos if u in failed))
     logging.info(
         f"{out_scp}: {len(done)} cropped ({reused} from before), {len(failed)} failed"
         + (f" (see {outdir / 'failed.list'})" if failed else "")

@@ -1,1 +1,1 @@
-"""Data I/O: the video data type, per-utterance preprocessing, corpora."""
+"""Data I/O: the video and encoded data types, noise mixing, per-utterance preprocessing, mouth ROI."""
