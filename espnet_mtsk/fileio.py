@@ -110,27 +110,48 @@ def decode_audio(path: str) -> Optional[Tuple[np.ndarray, int]]:
     """A media file's first audio stream -> int16 (S,) 16 kHz mono and the
     stream's own sample rate; None when the file has no audio stream.
 
-    ffmpeg's resampler (through PyAV) makes the 16 kHz samples, for the
-    training data and ``transcribe`` alike, and the PCM16 samples are what
-    the training wavs hold, so a model hears its users' files as it heard
-    its training data. Raises ValueError naming the file when it does not
-    decode or its audio stream is empty.
+    ffmpeg's resampler (``_resample``) makes the 16 kHz samples, for
+    the training data and ``transcribe`` alike, and the PCM16 samples are
+    what the training wavs hold, so a model hears its users' files as it
+    heard its training data. Raises ValueError naming the file when it does
+    not decode or its audio stream is empty.
     """
     import av
 
-    chunks = []
     try:
         with av.open(path) as container:
             if not container.streams.audio:
                 return None
             stream = container.streams.audio[0]
             rate = stream.rate
-            resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-            for frame in container.decode(stream):
-                chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-            chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+            chunks = _resample(container.decode(stream))
     except av.error.FFmpegError as e:
         raise ValueError(f"{path}: cannot decode audio ({e})") from e
     if not chunks:
         raise ValueError(f"{path}: the audio stream holds no samples")
     return np.concatenate(chunks).astype(np.int16), rate
+
+
+def resample_to_16k(wave: np.ndarray, rate: int) -> np.ndarray:
+    """float (S,) mono in [-1, 1] at ``rate`` -> int16 (S',) at 16 kHz, by
+    the resampler ``decode_audio`` uses (generated corpora go through it too)."""
+    import av
+
+    if len(wave) == 0:
+        return np.zeros(0, np.int16)
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave, np.float32)[None], format="flt", layout="mono")
+    frame.sample_rate = rate
+    return np.concatenate(_resample([frame])).astype(np.int16)
+
+
+def _resample(frames) -> list:
+    """PyAV audio frames -> int16 16 kHz mono chunks: ffmpeg's resampler, the
+    one every 16 kHz sample of this project comes from."""
+    import av
+
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    chunks = []
+    for frame in frames:
+        chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return chunks

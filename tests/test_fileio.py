@@ -10,6 +10,7 @@ from espnet_mtsk.fileio import (
     decode_audio,
     read_wav,
     remove_temp_files,
+    resample_to_16k,
     to_pcm16,
     write_data_dir,
     write_wav,
@@ -73,3 +74,12 @@ def test_decode_audio_resamples_any_rate_to_16k_and_knows_silence(tmp_path):
     (tmp_path / "bad.mp4").write_bytes(b"not a video")
     with pytest.raises(ValueError, match="bad.mp4"):
         decode_audio(str(tmp_path / "bad.mp4"))
+
+
+def test_resample_to_16k_keeps_length_in_seconds_and_pitch():
+    rate = 22050
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)
+    pcm = resample_to_16k(tone, rate)
+    assert pcm.dtype == np.int16 and len(pcm) == SAMPLE_RATE
+    assert abs(np.argmax(np.abs(np.fft.rfft(pcm.astype(np.float32)))) - 440) <= 1
+    assert len(resample_to_16k(np.zeros(0, np.float32), rate)) == 0

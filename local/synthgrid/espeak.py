@@ -13,10 +13,8 @@ import sys
 from typing import List, Optional, Tuple
 
 import numpy as np
-import torch
-import torchaudio.functional as AF
 
-from espnet_mtsk.fileio import SAMPLE_RATE
+from espnet_mtsk.fileio import from_pcm16, resample_to_16k
 _SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "espeak_server.py")
 
 
@@ -66,8 +64,7 @@ class Synthesizer:
         info, samples = self._receive()
         if "error" in info:
             raise RuntimeError(f"espeak failed on '{text}' ({voice}): {info['error']}")
-        wave = torch.from_numpy(samples.astype(np.float32) / 32768.0)
-        wave = AF.resample(wave, self.native_rate, SAMPLE_RATE).numpy()
+        wave = from_pcm16(resample_to_16k(from_pcm16(samples), self.native_rate))
         return wave, [(name, ms / 1000.0) for name, ms in info["phonemes"]]
 
 

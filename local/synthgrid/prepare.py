@@ -178,14 +178,14 @@ def _make_babble(job: Tuple[Babble, _Settings]) -> None:
 
 def _init_worker() -> None:
     # nj processes share the cores already; torch's threads would contend
-    # (a 2 s resampling takes 100x longer with them on a busy machine).
+    # (a 2 s torchaudio op took 100x longer with them on a busy machine).
     torch.set_num_threads(1)
 
 
 def _run(fn: Callable, jobs: Sequence, nj: int, desc: str) -> None:
     if nj <= 1 or len(jobs) <= 1:
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # many tiny resamplings: threads only add overhead
+        torch.set_num_threads(1)  # many tiny noise mixings: threads only add overhead
         try:
             for job in tqdm(jobs, desc=desc):
                 fn(job)
