@@ -28,6 +28,9 @@ from local.lrs.transcripts import Piece, frame_span, normalize_text, plan_pieces
 
 @dataclass
 class Utterance:
+    """A clip's utterance: the whole clip, or the piece of video ``frames``
+    [first, last + 1) with its own wav."""
+
     utt_id: str
     clip_id: str
     speaker: str
@@ -39,6 +42,8 @@ class Utterance:
 
 @dataclass
 class SetResult:
+    """What a set's data dir holds, and what was left out and why."""
+
     utts: List[Utterance] = field(default_factory=list)
     dropped: Dict[str, str] = field(default_factory=dict)  # utt or clip id -> reason
 
