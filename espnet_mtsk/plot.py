@@ -14,7 +14,7 @@ from espnet_mtsk.scales import parse_scale
 from espnet_mtsk.scoring import Score
 
 _MODALITIES = {("audio",): "asr", ("video",): "vsr", ("audio", "video"): "avsr"}
-_MARKERS = "D*sP^vX"
+_MARKERS = "DsP^vX"
 
 
 def task_of(scale_id: str) -> str:

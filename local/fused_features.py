@@ -25,6 +25,7 @@ import logging
 import shutil
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Dict, Iterator, List, Sequence, Tuple
 
@@ -71,6 +72,16 @@ def fuse(encoded: Pooled, scale: Scale) -> List[np.ndarray]:
     (a, alens), (v, vlens) = pooled["audio"], pooled["video"]
     lens = torch.minimum(alens, vlens)
     return [torch.cat([a[i, :n], v[i, :n]], -1).numpy() for i, n in enumerate(lens.tolist())]
+
+
+def drops_video(uid: str, prob: float) -> bool:
+    """Whether an utterance's video half is zeroed: modality dropout, as
+    AV-HuBERT and ESPnet's ``avhubert`` encoder train on their fused
+    features, drawn here once per utterance (seeded by its id). Without it
+    the video half, whose encoder was CTC-trained on these very training
+    utterances, is all a model needs to fit them, and it never learns to
+    read the audio."""
+    return prob > 0 and np.random.default_rng(zlib.crc32(uid.encode())).random() < prob
 
 
 def batches(keys: List[str], size: int) -> Iterator[List[str]]:
@@ -130,6 +141,8 @@ def write_set(args: argparse.Namespace) -> None:
             encoded = {"audio": audio_k, "video": video}
             for scale in scales:
                 for uid, feats in zip(ids_k, fuse(encoded, scale)):
+                    if drops_video(uid, args.video_dropout):
+                        feats[:, audio_k[0].size(-1) :] = 0.0
                     writers[scale.id](uid, feats)
                     shapes[scale.id].append(f"{uid} {feats.shape[0]},{feats.shape[1]}")
             for uid, orig, sec in zip(ids_k, batch, seconds):
@@ -170,6 +183,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out_dir", required=True)
     parser.add_argument("--name", default=None, help="the set's folder name (default: the data dir's)")
     parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--video_dropout", type=float, default=0.0,
+                        help="share of utterances whose video half is zeroed (training sets)")
     return parser
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from local.fused_features import fuse, fusion_scales
+from local.fused_features import drops_video, fuse, fusion_scales
 
 RATES = {"audio": 50.0, "video": 25.0}
 
@@ -26,3 +26,11 @@ def test_fuse_pools_each_modality_and_concatenates_per_frame():
     np.testing.assert_allclose(first[0], [1.5, 2.5, 3.5, 0.0, -1.0])  # mean of audio frames 0-1, video frame 0
     np.testing.assert_allclose(second[2, :3], audio[1, 4:6].mean(0).numpy())
     np.testing.assert_allclose(second[:, 3:], video[1, :3].numpy())
+
+
+def test_video_dropout_is_drawn_once_per_utterance():
+    ids = [f"s{i:02d}_{j:04d}-noisy{k}" for i in range(10) for j in range(30) for k in range(3)]
+    dropped = [uid for uid in ids if drops_video(uid, 0.3)]
+    assert 0.25 < len(dropped) / len(ids) < 0.35
+    assert dropped == [uid for uid in ids if drops_video(uid, 0.3)]  # the same draw on a re-run
+    assert not any(drops_video(uid, 0.0) for uid in ids)
