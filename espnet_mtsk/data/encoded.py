@@ -10,12 +10,12 @@ only the noise drawn when dumping, not fresh noise every epoch.
 Importing this module registers the type in ESPnet's ``DATA_TYPES``.
 """
 
-import collections.abc
 from typing import Dict, List
 
 import numpy as np
-from espnet2.train import dataset as espnet_dataset
 from typeguard import typechecked
+
+from espnet_mtsk.data.scp import ScpMapping, register_data_type
 
 
 def read_variants_scp(fname: str) -> Dict[str, List[str]]:
@@ -31,20 +31,17 @@ def read_variants_scp(fname: str) -> Dict[str, List[str]]:
     return out
 
 
-class EncodedScpReader(collections.abc.Mapping):
+class EncodedScpReader(ScpMapping[List[str]]):
     """scp -> float32 (T, D), one random variant per read. Errors name the
     utterance and the file: an id not in the scp, a missing or unreadable
     file, an array that is not (T, D)."""
 
     @typechecked
     def __init__(self, fname: str):
-        self.fname = fname
-        self.data = read_variants_scp(fname)
+        super().__init__(fname, read_variants_scp(fname))
 
     def __getitem__(self, key: str) -> np.ndarray:
-        if key not in self.data:
-            raise KeyError(f"utterance '{key}' is not in {self.fname}")
-        paths = self.data[key]
+        paths = self.entry(key)
         # The global generator: ESPnet seeds it per epoch and data worker.
         path = paths[np.random.randint(len(paths))]
         try:
@@ -55,29 +52,15 @@ class EncodedScpReader(collections.abc.Mapping):
             raise ValueError(f"{self.fname}: utterance '{key}': {path} has shape {array.shape}, expected (T, D)")
         return array.astype(np.float32)
 
-    def __iter__(self):
-        return iter(self.data)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-
-def register_encoded_type() -> None:
-    """Adds ``encoded`` to ESPnet's data types (idempotent)."""
-    espnet_dataset.DATA_TYPES.setdefault(
-        "encoded",
-        dict(
-            func=EncodedScpReader,
-            kwargs=[],
-            help="Dumped encoder outputs (T, D), one .npy per variant; a random "
-            "variant per read.\n\n   utterance_id_a a.clean.npy a.noisy.npy\n   ...",
-        ),
-    )
-
 
 def encoded_name(modality: str) -> str:
     """The data name of a modality's dumped encoder outputs."""
     return {"audio": "speech", "video": "video"}[modality] + "_encoded"
 
 
-register_encoded_type()
+register_data_type(
+    "encoded",
+    EncodedScpReader,
+    "Dumped encoder outputs (T, D), one .npy per variant; a random "
+    "variant per read.\n\n   utterance_id_a a.clean.npy a.noisy.npy\n   ...",
+)

@@ -6,15 +6,14 @@ video file PyAV decodes (read as grayscale). Frames come back as float32
 Importing this module registers the type in ESPnet's ``DATA_TYPES``.
 """
 
-import collections.abc
 from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 from espnet2.fileio.read_text import read_2columns_text
-from espnet2.train import dataset as espnet_dataset
 from typeguard import typechecked
 
+from espnet_mtsk.data.scp import ScpMapping, register_data_type
 from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, atomic_path
 
 
@@ -38,7 +37,7 @@ def read_video(path: str, pix_fmt: str = "gray") -> Tuple[np.ndarray, float]:
     return np.stack(frames), fps
 
 
-class VideoScpReader(collections.abc.Mapping):
+class VideoScpReader(ScpMapping[str]):
     """``video.scp`` -> lazily loaded float32 arrays (T, H, W), one per utt.
 
     Errors name the utterance and the file: an id not in the scp (KeyError),
@@ -48,13 +47,10 @@ class VideoScpReader(collections.abc.Mapping):
 
     @typechecked
     def __init__(self, fname: str):
-        self.fname = fname
-        self.data = read_2columns_text(fname)
+        super().__init__(fname, read_2columns_text(fname))
 
     def __getitem__(self, key: str) -> np.ndarray:
-        if key not in self.data:
-            raise KeyError(f"utterance '{key}' is not in {self.fname}")
-        path = self.data[key]
+        path = self.entry(key)
         if not Path(path).exists():
             raise FileNotFoundError(f"{key}: video file {path} not found")
         try:
@@ -69,15 +65,6 @@ class VideoScpReader(collections.abc.Mapping):
         if frames.ndim != 3 or len(frames) == 0:
             raise ValueError(f"{key}: {path} holds shape {frames.shape}, expected (T, H, W)")
         return frames.astype(np.float32)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __iter__(self):
-        return iter(self.data)
-
-    def keys(self):
-        return self.data.keys()
 
 
 def write_video_npy(path: str, frames: np.ndarray) -> None:
@@ -122,17 +109,9 @@ def write_video_mp4(
                 container.mux(track.encode())
 
 
-def register_video_type() -> None:
-    """Adds ``video`` to ESPnet's data types (idempotent)."""
-    espnet_dataset.DATA_TYPES.setdefault(
-        "video",
-        dict(
-            func=VideoScpReader,
-            kwargs=[],
-            help="Mouth-ROI video: .npy (T, H, W) or a video file, grayscale."
-            "\n\n   utterance_id_a a.npy\n   utterance_id_b b.mp4\n   ...",
-        ),
-    )
-
-
-register_video_type()
+register_data_type(
+    "video",
+    VideoScpReader,
+    "Mouth-ROI video: .npy (T, H, W) or a video file, grayscale."
+    "\n\n   utterance_id_a a.npy\n   utterance_id_b b.mp4\n   ...",
+)

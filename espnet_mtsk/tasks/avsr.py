@@ -51,54 +51,20 @@ from espnet_mtsk.tasks.checkpoint import (
 )
 from espnet_mtsk.tasks.trainer import AVSRTrainer
 
-frontend_choices = ClassChoices(
-    name="frontend",
-    classes=dict(default=DefaultFrontend),
-    type_check=AbsFrontend,
-    default=None,
-    optional=True,
-)
-normalize_choices = ClassChoices(
-    name="normalize",
-    classes=dict(utterance_mvn=UtteranceMVN),
-    type_check=AbsNormalize,
-    default=None,
-    optional=True,
-)
+# ClassChoices(name, classes, type_check, default, optional): optional
+# choices take "none" on the command line.
+frontend_choices = ClassChoices("frontend", dict(default=DefaultFrontend), AbsFrontend, None, True)
+normalize_choices = ClassChoices("normalize", dict(utterance_mvn=UtteranceMVN), AbsNormalize, None, True)
 audio_encoder_choices = ClassChoices(
-    name="audio_encoder",
-    classes=dict(whisper=HFWhisperEncoder, conformer=ConformerEncoder),
-    type_check=AbsEncoder,
-    default=None,
-    optional=True,
+    "audio_encoder", dict(whisper=HFWhisperEncoder, conformer=ConformerEncoder), AbsEncoder, None, True
 )
-video_encoder_choices = ClassChoices(
-    name="video_encoder",
-    classes=dict(avhubert=AVHubertVideoEncoder),
-    type_check=AbsEncoder,
-    default=None,
-    optional=True,
-)
+video_encoder_choices = ClassChoices("video_encoder", dict(avhubert=AVHubertVideoEncoder), AbsEncoder, None, True)
 compressor_choices = ClassChoices(
-    name="compressor",
-    classes=dict(avgpool=AvgPoolCompressor, stack=StackCompressor),
-    type_check=AbsCompressor,
-    default="avgpool",
+    "compressor", dict(avgpool=AvgPoolCompressor, stack=StackCompressor), AbsCompressor, "avgpool"
 )
-llm_choices = ClassChoices(
-    name="llm",
-    classes=dict(causal_lm=HFCausalLM),
-    type_check=AbsLLM,
-    default="causal_lm",
-)
-lora_choices = ClassChoices(
-    name="lora",
-    classes=dict(ms=MSLoRA, ss=SSLoRA, mss=MSSLoRA),
-    type_check=LoRAStrategy,
-    default="ms",
-    optional=True,  # "none": no adapter, the whole LLM trains (tiny models)
-)
-
+llm_choices = ClassChoices("llm", dict(causal_lm=HFCausalLM), AbsLLM, "causal_lm")
+# "none": no adapter, the whole LLM trains (tiny models).
+lora_choices = ClassChoices("lora", dict(ms=MSLoRA, ss=SSLoRA, mss=MSSLoRA), LoRAStrategy, "ms", True)
 
 class AVSRTask(AbsTask):
     """Llama-MTSK: audio / video / audio-visual speech recognition with an LLM."""
