@@ -7,6 +7,10 @@ import torch
 
 # (modality, embeddings (B, T, llm_dim), lengths (B,)), in prompt order.
 Segment = Tuple[str, torch.Tensor, torch.Tensor]
+# Each scale's segments, in the order of the model's scales.
+PerScale = Sequence[Sequence[Segment]]
+# (mean token loss, token accuracy).
+LossAcc = Tuple[torch.Tensor, torch.Tensor]
 
 
 class AbsLLM(torch.nn.Module, ABC):
@@ -17,18 +21,11 @@ class AbsLLM(torch.nn.Module, ABC):
         raise NotImplementedError
 
     @abstractmethod
-    def forward(
-        self, segments: Sequence[Segment], ys_pad: torch.Tensor, ys_lens: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, segments: Sequence[Segment], ys_pad: torch.Tensor, ys_lens: torch.Tensor) -> LossAcc:
         """Teacher-forced pass: returns (mean token loss, token accuracy)."""
         raise NotImplementedError
 
-    def forward_scales(
-        self,
-        per_scale: Sequence[Sequence[Segment]],
-        ys_pad: torch.Tensor,
-        ys_lens: torch.Tensor,
-    ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    def forward_scales(self, per_scale: PerScale, ys_pad: torch.Tensor, ys_lens: torch.Tensor) -> List[LossAcc]:
         """``forward`` for several scales that use the same weights."""
         return [self(segments, ys_pad, ys_lens) for segments in per_scale]
 

@@ -17,7 +17,7 @@ import torch
 from typeguard import typechecked
 
 from espnet_mtsk.hf_folder import resolve_folder
-from espnet_mtsk.llm.abs_llm import AbsLLM, Segment
+from espnet_mtsk.llm.abs_llm import AbsLLM, LossAcc, PerScale, Segment
 
 MARKERS = {"audio": ("<audio>", "</audio>"), "video": ("<video>", "</video>")}
 PAD_TOKEN = "<pad>"
@@ -172,7 +172,7 @@ class HFCausalLM(AbsLLM):
 
     def _layout(
         self,
-        per_scale: Sequence[Sequence[Segment]],
+        per_scale: PerScale,
         ys_pad: Optional[torch.Tensor],
         ys_lens: Optional[torch.Tensor],
     ) -> Dict[str, torch.Tensor]:
@@ -209,17 +209,10 @@ class HFCausalLM(AbsLLM):
             labels[b, keep - 1] = self.tokenizer.eos_token_id
         return labels
 
-    def forward(
-        self, segments: Sequence[Segment], ys_pad: torch.Tensor, ys_lens: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, segments: Sequence[Segment], ys_pad: torch.Tensor, ys_lens: torch.Tensor) -> LossAcc:
         return self.forward_scales([segments], ys_pad, ys_lens)[0]
 
-    def forward_scales(
-        self,
-        per_scale: Sequence[Sequence[Segment]],
-        ys_pad: torch.Tensor,
-        ys_lens: torch.Tensor,
-    ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    def forward_scales(self, per_scale: PerScale, ys_pad: torch.Tensor, ys_lens: torch.Tensor) -> List[LossAcc]:
         """(loss, accuracy) of each scale's segments, all scales in one
         padded batch of N x B rows: one LLM pass instead of N, which pays
         off where per-pass overhead dominates (small LLMs, CPUs). Only valid
