@@ -1,7 +1,7 @@
 """What the command-line tools share."""
 
 import logging
-from typing import Callable
+from typing import Callable, Dict, Optional
 
 
 def run_logged(work: Callable[[], object]) -> int:
@@ -14,3 +14,15 @@ def run_logged(work: Callable[[], object]) -> int:
         logging.error(str(e))
         return 1
     return 0
+
+
+def model_source(args) -> Dict[str, Optional[str]]:
+    """``from_pretrained``'s model and device arguments from the parsed
+    ``--model_tag`` (zip or zoo name), ``--asr_train_config``,
+    ``--asr_model_file`` and ``--ngpu``, as every decoding command takes them."""
+    return dict(
+        model_tag=args.model_tag,
+        asr_train_config=args.asr_train_config,
+        asr_model_file=args.asr_model_file,
+        device="cuda" if args.ngpu > 0 else "cpu",
+    )

@@ -29,6 +29,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from espnet_mtsk.bin.avsr_inference import AVSR2Text, add_pretrained_dir_argument
+from espnet_mtsk.cli import model_source
 from espnet_mtsk.data.mouth_roi import MOUTH_SIZE, crop_mouth_file
 from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, decode_audio, from_pcm16
 
@@ -121,10 +122,7 @@ def main(cmd: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
     avsr = AVSR2Text.from_pretrained(
-        model_tag=args.model_tag,
-        asr_train_config=args.asr_train_config,
-        asr_model_file=args.asr_model_file,
-        device="cuda" if args.ngpu > 0 else "cpu",
+        **model_source(args),
         beam_size=args.beam_size,
         max_new_tokens=args.max_new_tokens,
         budget_tokens_per_sec=args.budget_tokens_per_sec,

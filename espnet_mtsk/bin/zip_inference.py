@@ -31,7 +31,7 @@ from espnet2.fileio.read_text import read_2columns_text
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2triple_str, str_or_none
 
-from espnet_mtsk.cli import run_logged
+from espnet_mtsk.cli import model_source, run_logged
 from espnet_mtsk.fileio import SAMPLE_RATE
 
 
@@ -59,10 +59,7 @@ def inference(args) -> None:
     from espnet2.tasks.asr import ASRTask
 
     speech2text = Speech2Text.from_pretrained(
-        model_tag=args.model_tag,
-        asr_train_config=args.asr_train_config,
-        asr_model_file=args.asr_model_file,
-        device="cuda" if args.ngpu > 0 else "cpu",
+        **model_source(args),
         beam_size=args.beam_size,
         ctc_weight=args.ctc_weight,
         lm_weight=args.lm_weight,
