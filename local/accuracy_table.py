@@ -33,7 +33,8 @@ from espnet_mtsk.baselines import score_baselines
 from espnet_mtsk.scales import config_scales
 from espnet_mtsk.scoring import score_dir
 
-LORA_NAMES = {"ms": "MS-LoRA", "ss": "SS-LoRA", "mss": "MSS-LoRA"}
+# lora none: no adapters, the whole LLM trains (the SynthGRID recipe's model).
+LORA_NAMES = {"ms": "MS-LoRA", "ss": "SS-LoRA", "mss": "MSS-LoRA", "none": "whole LLM"}
 ALL_TASKS = ", all tasks"  # one model for ASR, VSR and AVSR (mode: all)
 TARGET_GAP = 0.3  # the bound on Matryoshka WER minus per-rate WER
 
@@ -44,7 +45,7 @@ def variant_of(conf: dict) -> Tuple[str, str, List[str]]:
     if len(scales) == 1:
         variant = "per-rate"
     else:
-        variant = LORA_NAMES.get(conf["lora"], conf["lora"])
+        variant = LORA_NAMES.get(conf["lora"] or "none", conf["lora"])
         if conf["model_conf"]["mode"] == "all":
             variant += ALL_TASKS
     return conf["compressor"], variant, scales

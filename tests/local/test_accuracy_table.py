@@ -65,6 +65,17 @@ def test_table_compares_each_matryoshka_variant_with_the_per_rate_model(tmp_path
     assert "./run_compare.sh" in text
 
 
+def test_a_model_without_adapters_is_its_own_variant(tmp_path):
+    # The SynthGRID recipe's model: lora none (null in its config.yaml), mode all.
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    right = list(REFS.values())
+    fake_experiment(exp, data, "rate_a3", conf("asr", audio=(3,)), {"a3": right})
+    fake_experiment(exp, data, "main", conf("all", None), {s: right for s in ("a3", "a6", "v3", "a3_v3", "a6_v3")})
+    text = table(tmp_path, ["a3"], ["rate_a3", "main"])
+    assert "| scale | per-rate | whole LLM, all tasks | gap |" in text
+    assert "| a3 | 0.0 | 0.0 | +0.0 |" in text
+
+
 def test_seeds_are_averaged_with_their_spread(tmp_path):
     exp, data = tmp_path / "exp", tmp_path / "data"
     two_seeds(exp, data)
