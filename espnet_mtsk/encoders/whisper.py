@@ -69,7 +69,6 @@ class HFWhisperEncoder(AbsEncoder):
         self.samples_per_state = 2 * hop
         self.max_states = self.encoder.config.max_source_positions
         self.set_window(window)
-        self._output_size = self.encoder.config.d_model
 
     def set_window(self, window: Union[float, str]) -> None:
         """Changes the input window (see the class docstring)."""
@@ -85,7 +84,7 @@ class HFWhisperEncoder(AbsEncoder):
         self.window = window
 
     def output_size(self) -> int:
-        return self._output_size
+        return self.encoder.config.d_model
 
     def forward(
         self,
