@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import yaml
+from scipy import stats
 
 from espnet_mtsk.baselines import score_baselines
 from espnet_mtsk.scales import config_scales
@@ -36,7 +37,8 @@ from espnet_mtsk.scoring import score_dir
 # lora none: no adapters, the whole LLM trains (the SynthGRID recipe's model).
 LORA_NAMES = {"ms": "MS-LoRA", "ss": "SS-LoRA", "mss": "MSS-LoRA", "none": "whole LLM"}
 ALL_TASKS = ", all tasks"  # one model for ASR, VSR and AVSR (mode: all)
-TARGET_GAP = 0.3  # the issue's bound on Matryoshka WER minus per-rate WER
+TARGET_GAP = 0.3  # issue 5's bound on Matryoshka WER minus per-rate WER, per cell
+MEAN_GAP_BOUND = 0.5  # issue 10's bound on that gap averaged over the cells
 
 
 def variant_of(conf: dict) -> Tuple[str, str, List[str]]:
@@ -165,18 +167,43 @@ def markdown(wers, test_sets, scales, command) -> str:
     return "\n".join(out) + "\n"
 
 
+def confidence(gaps: List[float]) -> Tuple[float, float, float]:
+    """(mean, standard error, half-width of the 95 % confidence interval,
+    Student's t) of per-seed values; the error terms are nan for one seed."""
+    mean = statistics.mean(gaps)
+    if len(gaps) < 2:
+        return mean, float("nan"), float("nan")
+    sem = statistics.stdev(gaps) / len(gaps) ** 0.5
+    return mean, sem, sem * stats.t.ppf(0.975, len(gaps) - 1)
+
+
+def verdict(mean: float, half_width: float, bound: float) -> str:
+    """Whether the mean gap is within ``bound`` (or better), by where the
+    95 % interval lies: below the bound, above it, or across it."""
+    if mean + half_width <= bound:
+        return "yes"
+    if mean - half_width > bound:
+        return "no"
+    return "can't tell"
+
+
 def mean_gaps(wers, test_sets, scales, compressors, variants) -> List[str]:
     """Each variant's gap to per-rate averaged over its cells, per seed: one
-    cell's gap is within run-to-run noise, the average over many much less."""
+    cell's gap is within run-to-run noise, the average over many much less.
+    The seeds' spread of that average gives its standard error and 95 %
+    interval, which say whether it is within MEAN_GAP_BOUND."""
     out = [
         "",
         "## Mean gap per variant",
         "",
         "Matryoshka minus per-rate WER averaged over the (test set, scale) cells "
-        "of the variant run with the most seeds, for each of those seeds; mean ± std over them.",
+        "of the variant run with the most seeds, for each of those seeds; mean ± std over them, "
+        "the standard error of that mean and its 95 % confidence interval (Student's t). "
+        f"Within {MEAN_GAP_BOUND}: whether the interval lies below {MEAN_GAP_BOUND} points (yes), "
+        "above (no) or across it (can't tell).",
         "",
-        "| compressor | variant | cells | seeds | mean gap | per seed |",
-        "|---|---|---|---|---|---|",
+        f"| compressor | variant | cells | seeds | mean gap | std err | 95 % interval | within {MEAN_GAP_BOUND} | per seed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for compressor in compressors:
         for variant in variants:
@@ -193,9 +220,12 @@ def mean_gaps(wers, test_sets, scales, compressors, variants) -> List[str]:
             seeds = max((frozenset(d) for d in paired.values()), key=len)
             cells = [d for d in paired.values() if seeds <= d.keys()]
             gaps = [statistics.mean(d[s] for d in cells) for s in sorted(seeds)]
+            mean, sem, half = confidence(gaps)
+            error = ["—", "—", "—"] if len(gaps) < 2 else [
+                f"{sem:.2f}", f"{mean - half:+.1f} to {mean + half:+.1f}", verdict(mean, half, MEAN_GAP_BOUND)]
             out.append(
                 f"| {compressor} | {variant} | {len(cells)} | {len(gaps)} | {mean_std(gaps, '+')} | "
-                + ", ".join(f"{g:+.1f}" for g in gaps) + " |"
+                + " | ".join(error) + " | " + ", ".join(f"{g:+.1f}" for g in gaps) + " |"
             )
     return out
 

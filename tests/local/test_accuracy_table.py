@@ -1,3 +1,5 @@
+import statistics
+
 import pytest
 import yaml
 
@@ -95,7 +97,8 @@ def test_the_gap_spread_pairs_the_seeds(tmp_path):
     # Per-seed differences 50 - 0 and 50 - 50.
     assert "| a3 | 25.0 ± 35.4 | 50.0 ± 0.0 | +25.0 ± 35.4 |" in text
     # The mean-gap section averages a seed's cells first: one cell here.
-    assert "| avgpool | MS-LoRA | 1 | 2 | +25.0 ± 35.4 | +50.0, +0.0 |" in text
+    # Standard error 35.4 / sqrt(2), 95 % half-width 12.71 times that.
+    assert "| avgpool | MS-LoRA | 1 | 2 | +25.0 ± 35.4 | 25.00 | -292.7 to +342.7 | can't tell | +50.0, +0.0 |" in text
 
 
 def test_the_mean_gap_averages_each_seeds_cells(tmp_path):
@@ -105,7 +108,7 @@ def test_the_mean_gap_averages_each_seeds_cells(tmp_path):
     fake_experiment(exp, data, "r6", conf("asr", audio=(6,)), {"a6": right})
     fake_experiment(exp, data, "ms", conf("asr", "ms"), {"a3": right, "a6": right})
     # Gaps -8.3 (a3) and 0.0 (a6).
-    assert "| avgpool | MS-LoRA | 2 | 1 | -4.2 | -4.2 |" in table(tmp_path, ["a3", "a6"], ["r3", "r6", "ms"])
+    assert "| avgpool | MS-LoRA | 2 | 1 | -4.2 | — | — | — | -4.2 |" in table(tmp_path, ["a3", "a6"], ["r3", "r6", "ms"])
 
 
 def test_the_mean_gap_keeps_to_the_cells_every_seed_has(tmp_path):
@@ -118,7 +121,18 @@ def test_the_mean_gap_keeps_to_the_cells_every_seed_has(tmp_path):
     fake_experiment(exp, data, "ms1", conf("asr", "ms", seed=1), {"a3": right, "a6": right})
     text = table(tmp_path, ["a3", "a6"], ["r3", "r6", "r6s1", "ms", "ms1"])
     # Seed 1 has no per-rate a3: only a6 counts, +8.3 (seed 0) and 0 (seed 1).
-    assert "| avgpool | MS-LoRA | 1 | 2 | +4.2 ± 5.9 | +8.3, +0.0 |" in text
+    assert "| avgpool | MS-LoRA | 1 | 2 | +4.2 ± 5.9 | 4.17 | -48.8 to +57.1 | can't tell | +8.3, +0.0 |" in text
+
+
+@pytest.mark.parametrize("gaps, within", [
+    ([0.1, 0.2, 0.3, 0.2], "yes"),      # interval about +0.07 to +0.33
+    ([1.0, 1.2, 0.9, 1.1], "no"),       # about +0.84 to +1.26
+    ([1.8, 0.3, 0.2], "can't tell"),    # about -1.3 to +2.8
+])
+def test_the_mean_gap_is_judged_by_its_confidence_interval(gaps, within):
+    mean, sem, half = accuracy_table.confidence(gaps)
+    assert sem == pytest.approx(statistics.stdev(gaps) / len(gaps) ** 0.5)
+    assert accuracy_table.verdict(mean, half, accuracy_table.MEAN_GAP_BOUND) == within
 
 
 def test_two_models_of_one_variant_and_seed_are_an_error(tmp_path):
