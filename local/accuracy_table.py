@@ -81,6 +81,19 @@ def collect(exp_dir: Path, data_dir: Path, tags: List[str], test_sets: List[str]
     return wers
 
 
+def training_epochs(exp_dir: Path, tags: List[str]) -> int:
+    """The epochs every experiment trained (config.yaml's max_epoch): models
+    trained for different lengths are not one comparison."""
+    epochs = defaultdict(list)
+    for tag in tags:
+        conf = yaml.safe_load((exp_dir / f"asr_{tag}" / "config.yaml").read_text())
+        epochs[conf.get("max_epoch")].append(tag)
+    if len(epochs) > 1:
+        raise ValueError("models trained for different epochs: " + "; ".join(
+            f"{n}: {' '.join(tags)}" for n, tags in sorted(epochs.items(), key=str)))
+    return next(iter(epochs))
+
+
 def mean_std(values, sign: str = "") -> str:
     """``mean ± std`` to one decimal (the mean alone for one value); ``sign``
     "+" prints the mean's sign."""
@@ -115,7 +128,7 @@ def gap_cell(best: Dict[int, float], per_rate: Dict[int, float]) -> Tuple[float,
     return gap, f"{gap:+.1f}{spread}"
 
 
-def markdown(wers, test_sets, scales, command) -> str:
+def markdown(wers, test_sets, scales, command, epochs) -> str:
     compressors = sorted({k[1] for k in wers})
     names = list(LORA_NAMES.values()) + [v + ALL_TASKS for v in LORA_NAMES.values()]
     variants = ["per-rate"] + [v for v in names if any(k[2] == v for k in wers)]
@@ -130,7 +143,7 @@ def markdown(wers, test_sets, scales, command) -> str:
         "a Matryoshka model per task (ASR, VSR or AVSR: every rate of that task, "
         "as in the paper) with one LoRA for all its scales, one per scale, or both; "
         f"'{ALL_TASKS[2:]}': one Matryoshka model for the scales of every task. "
-        "Same data, stand-in LLM, pre-trained encoders, steps and seeds for all. "
+        f"Same data, stand-in LLM, pre-trained encoders, steps (max_epoch {epochs}) and seeds for all. "
         "Gap: the best Matryoshka variant (of those with the most seeds) minus "
         f"per-rate (target: <= {TARGET_GAP}), ± the spread of its per-seed differences.",
         "",
@@ -270,7 +283,7 @@ def main(cmd=None):
     parser.add_argument("tags", nargs="+", help="experiments exp_dir/asr_<tag>")
     args = parser.parse_args(cmd)
     wers = collect(args.exp_dir, args.data_dir, args.tags, args.test_sets)
-    text = markdown(wers, args.test_sets, args.scales, args.command)
+    text = markdown(wers, args.test_sets, args.scales, args.command, training_epochs(args.exp_dir, args.tags))
     if args.baselines:
         text += "\n".join(baseline_table(score_baselines(args.baselines, args.data_dir, args.test_sets), args.test_sets)) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)

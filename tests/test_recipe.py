@@ -95,22 +95,25 @@ def test_compare_trains_per_rate_models_beside_the_matryoshka_one(recipe_run):
     compare = subprocess.run(
         [
             "./run_compare.sh", "--compressors", "stack", "--loras", "ss", "--mtsk_modes", "asr avsr",
-            "--scales", "a4 a4_v3", "--test_sets", "test_clean", "--out", str(out),
+            "--scales", "a4 a4_v3", "--test_sets", "test_clean", "--out", str(out), "--max_epoch", "1",
             "--asr_args", QUICK_TRAIN, "--inference_args", QUICK_DECODE,
         ],
         cwd=tmp_path, capture_output=True, text=True,
     )
     assert compare.returncode == 0, compare.stdout[-4000:] + compare.stderr[-4000:]
     exp = tmp_path / "exp"
-    per_rate = yaml.safe_load((exp / "asr_cmp_stack_rate_a4_seed0" / "config.yaml").read_text())
+    per_rate = yaml.safe_load((exp / "asr_cmp_stack_rate_a4_seed0_ep1" / "config.yaml").read_text())
     assert per_rate["model_conf"]["mode"] == "asr" and per_rate["model_conf"]["audio_rates"] == [4]
     assert per_rate["compressor"] == "stack"
     assert "video.pth" not in " ".join(per_rate["init_param"])
-    mtsk = yaml.safe_load((exp / "asr_cmp_stack_mtsk_ss_asr_seed0" / "config.yaml").read_text())
+    # 1 of the base config's 12 epochs: its cosine cycle (1800 steps) shrinks to match.
+    assert per_rate["max_epoch"] == 1 and per_rate["scheduler_conf"]["first_cycle_steps"] == 150
+    mtsk = yaml.safe_load((exp / "asr_cmp_stack_mtsk_ss_asr_seed0_ep1" / "config.yaml").read_text())
     assert mtsk["lora"] == "ss" and mtsk["model_conf"]["mode"] == "asr"
     assert mtsk["model_conf"]["audio_rates"] == [4, 16]
     table = out.read_text()
     assert "## test_clean, stack" in table
     assert "| scale | per-rate | SS-LoRA | gap |" in table
+    assert "steps (max_epoch 1)" in table and "--max_epoch 1" in table
     rows = re.findall(r"^\| (a4(?:_v3)?) \| [0-9.]+ \| [0-9.]+ \| [-+][0-9.]+ \|$", table, re.M)
     assert rows == ["a4", "a4_v3"]

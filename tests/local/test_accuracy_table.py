@@ -25,8 +25,8 @@ def fake_experiment(exp_dir, data_dir, tag, conf, hyps):
     (data_dir / "test" / "text").write_text("".join(f"{k} {v}\n" for k, v in REFS.items()))
 
 
-def conf(mode, lora="ms", compressor="avgpool", audio=(3, 6), video=(3,), seed=0):
-    return dict(compressor=compressor, lora=lora, seed=seed,
+def conf(mode, lora="ms", compressor="avgpool", audio=(3, 6), video=(3,), seed=0, max_epoch=12):
+    return dict(compressor=compressor, lora=lora, seed=seed, max_epoch=max_epoch,
                 model_conf=dict(mode=mode, audio_rates=list(audio), video_rates=list(video)))
 
 
@@ -64,6 +64,7 @@ def test_table_compares_each_matryoshka_variant_with_the_per_rate_model(tmp_path
     assert "| a3 | 0.0 | 8.3 | 8.3 | 0.0 | +0.0 |" in text
     assert "| a6 | 8.3 | 8.3 | 0.0 | 8.3 | -8.3 |" in text
     assert "Target met at 2 of 2" in text
+    assert "steps (max_epoch 12)" in text
     assert "./run_compare.sh" in text
 
 
@@ -133,6 +134,15 @@ def test_the_mean_gap_is_judged_by_its_confidence_interval(gaps, within):
     mean, sem, half = accuracy_table.confidence(gaps)
     assert sem == pytest.approx(statistics.stdev(gaps) / len(gaps) ** 0.5)
     assert accuracy_table.verdict(mean, half, accuracy_table.MEAN_GAP_BOUND) == within
+
+
+def test_models_trained_for_different_epochs_are_an_error(tmp_path):
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    right = list(REFS.values())
+    fake_experiment(exp, data, "r3", conf("asr", audio=(3,)), {"a3": right})
+    fake_experiment(exp, data, "ms_ep24", conf("asr", "ms", max_epoch=24), {"a3": right, "a6": right})
+    with pytest.raises(ValueError, match="12: r3; 24: ms_ep24"):
+        table(tmp_path, ["a3"], ["r3", "ms_ep24"])
 
 
 def test_two_models_of_one_variant_and_seed_are_an_error(tmp_path):

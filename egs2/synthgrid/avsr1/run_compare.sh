@@ -6,10 +6,12 @@
 # (mode asr: the audio rates; vsr: the video rates; avsr: their cross
 # product); mode "all" adds the recipe's single model for every task. Every
 # model gets the same data, stand-in LLM, pre-trained encoders, steps and
-# seed; only the overrides below differ. Writes docs/results.md
+# seed; only the overrides below differ. Writes docs/results.md (with
+# --max_epoch N, which trains every model N epochs: docs/results_epN.md)
 # (python -m local.accuracy_table) from the scored decodings.
 #   ./run_compare.sh [--compressors "avgpool stack"] [--loras "ms ss mss"]
 #                    [--mtsk_modes "asr vsr avsr all"] [--seeds "0 1"] [--scales "a4 a4_v3"]
+#                    [--max_epoch 24]
 #                    [--asr_args ...] [--inference_args ...] [--table_only true]
 #                    [--baselines "exp/asr_zip_espnet_a2_v1 ..."]
 set -euo pipefail
@@ -21,16 +23,19 @@ seeds="0"
 scales=""            # the per-rate models and the table's rows; default: every scale of the config
 test_sets="test_clean test_snr0 test_snr5"
 train_config=conf/train_avsr_mtsk.yaml
+max_epoch=""        # epochs of every model instead of the config's, its warm-up + cosine
+                    # cycle stretched to match; the models' tags end in _ep<N>
 asr_args=""         # passed to every training (e.g. --max_epoch 1 for a quick check)
 inference_args=""
 table_only=false    # tabulate the models already scored, train nothing
 baselines=""        # ESPnet models for the table (avsr.sh stage-16 folders, run_baseline.sh);
                     # default: every exp/asr_zip_* holding a baseline.json
 root=$(cd "$(dirname "$(readlink -f "$0")")/../../.." && pwd)
-out=${root}/docs/results.md
+out=""              # default: docs/results.md, docs/results_ep<N>.md with --max_epoch
 
 . ./path.sh
 . utils/parse_options.sh
+[ -n "${out}" ] || out=${root}/docs/results${max_epoch:+_ep${max_epoch}}.md
 
 # Stages 1-10 of the main run (data, LLM, encoders, shape files) are shared.
 base_stats=exp/asr_stats_$(basename "${train_config}" .yaml)
@@ -45,12 +50,18 @@ variant_config() {
     # the base config with these overrides. A mode keeps the base rates of
     # its modalities; a scale makes a model of that scale alone (e.g. a4_v6:
     # mode avsr, audio_rates [4], video_rates [6]).
-    python3 - "${train_config}" "$@" <<'PY'
+    python3 - "${train_config}" "${max_epoch}" "$@" <<'PY'
 import sys, yaml
 from espnet_mtsk.scales import MODES, parse_scale
-base, out, compressor, lora, seed, what = sys.argv[1:]
+base, max_epoch, out, compressor, lora, seed, what = sys.argv[1:]
 conf = yaml.safe_load(open(base))
 conf.update(compressor=compressor, lora=lora, seed=int(seed))
+if max_epoch:
+    # Same steps per epoch, so the schedule's cycle grows with the epochs.
+    cycle = conf.get("scheduler_conf", {})
+    if "first_cycle_steps" in cycle:
+        cycle["first_cycle_steps"] = cycle["first_cycle_steps"] * int(max_epoch) // conf["max_epoch"]
+    conf["max_epoch"] = int(max_epoch)
 mc = conf["model_conf"]
 if what in MODES:
     mc["mode"] = what
@@ -78,7 +89,7 @@ mkdir -p "${conf_dir}"
 tags=()
 run_variant() {
     # run_variant <tag> <compressor> <lora> <seed> <mode or scale>
-    local tag=$1
+    local tag=$1${max_epoch:+_ep${max_epoch}}
     shift
     if "${table_only}"; then
         if [ -e "exp/asr_${tag}/RESULTS.md" ]; then tags+=("${tag}"); else echo "not run yet: ${tag}"; fi
@@ -109,5 +120,5 @@ fi
 # shellcheck disable=SC2086
 python3 -m local.accuracy_table --exp_dir exp --data_dir dump/raw \
     --test_sets ${test_sets} --scales ${scales} --baselines ${baselines} --out "${out}" \
-    --command "cd egs2/synthgrid/avsr1 && ./run_compare.sh --compressors \"${compressors}\" --loras \"${loras}\" --mtsk_modes \"${mtsk_modes}\" --seeds \"${seeds}\"" \
+    --command "cd egs2/synthgrid/avsr1 && ./run_compare.sh --compressors \"${compressors}\" --loras \"${loras}\" --mtsk_modes \"${mtsk_modes}\" --seeds \"${seeds}\"${max_epoch:+ --max_epoch ${max_epoch}}" \
     "${tags[@]}"
