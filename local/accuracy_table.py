@@ -60,12 +60,16 @@ def check_finished(exp: Path) -> None:
 
 
 def collect(exp_dir: Path, data_dir: Path, tags: List[str], test_sets: List[str]):
-    """WERs as {(test set, compressor, variant, scale): {seed: WER}}."""
+    """(WERs as {(test set, compressor, variant, scale): {seed: WER}}, the
+    epochs every experiment trained). Models trained for different lengths
+    (config.yaml's max_epoch) are not one comparison: an error naming them."""
     wers: Dict[Tuple, Dict[int, float]] = defaultdict(dict)
+    epochs: Dict[int, List[str]] = defaultdict(list)
     for tag in tags:
         exp = exp_dir / f"asr_{tag}"
         check_finished(exp)
         conf = yaml.safe_load((exp / "config.yaml").read_text())
+        epochs[conf.get("max_epoch")].append(tag)
         compressor, variant, scales = variant_of(conf)
         seed = conf.get("seed", 0)
         decodes = sorted(exp.glob("decode_*"))
@@ -78,20 +82,10 @@ def collect(exp_dir: Path, data_dir: Path, tags: List[str], test_sets: List[str]
                     raise ValueError(f"{exp}: a second {variant} {compressor} model with seed {seed}")
                 score = score_dir(data_dir / test_set / "text", decodes[0] / test_set / scale, test_set, scale)
                 wers[key][seed] = score.wer
-    return wers
-
-
-def training_epochs(exp_dir: Path, tags: List[str]) -> int:
-    """The epochs every experiment trained (config.yaml's max_epoch): models
-    trained for different lengths are not one comparison."""
-    epochs = defaultdict(list)
-    for tag in tags:
-        conf = yaml.safe_load((exp_dir / f"asr_{tag}" / "config.yaml").read_text())
-        epochs[conf.get("max_epoch")].append(tag)
     if len(epochs) > 1:
         raise ValueError("models trained for different epochs: " + "; ".join(
-            f"{n}: {' '.join(tags)}" for n, tags in sorted(epochs.items(), key=str)))
-    return next(iter(epochs))
+            f"{n}: {' '.join(names)}" for n, names in sorted(epochs.items(), key=str)))
+    return wers, next(iter(epochs))
 
 
 def mean_std(values, sign: str = "") -> str:
@@ -180,14 +174,11 @@ def markdown(wers, test_sets, scales, command, epochs) -> str:
     return "\n".join(out) + "\n"
 
 
-def confidence(gaps: List[float]) -> Tuple[float, float, float]:
-    """(mean, standard error, half-width of the 95 % confidence interval,
-    Student's t) of per-seed values; the error terms are nan for one seed."""
-    mean = statistics.mean(gaps)
-    if len(gaps) < 2:
-        return mean, float("nan"), float("nan")
+def confidence(gaps: List[float]) -> Tuple[float, float]:
+    """(standard error, half-width of the 95 % confidence interval, Student's
+    t) of the mean of two or more per-seed values."""
     sem = statistics.stdev(gaps) / len(gaps) ** 0.5
-    return mean, sem, sem * stats.t.ppf(0.975, len(gaps) - 1)
+    return sem, sem * stats.t.ppf(0.975, len(gaps) - 1)
 
 
 def verdict(mean: float, half_width: float, bound: float) -> str:
@@ -233,9 +224,10 @@ def mean_gaps(wers, test_sets, scales, compressors, variants) -> List[str]:
             seeds = max((frozenset(d) for d in paired.values()), key=len)
             cells = [d for d in paired.values() if seeds <= d.keys()]
             gaps = [statistics.mean(d[s] for d in cells) for s in sorted(seeds)]
-            mean, sem, half = confidence(gaps)
-            error = ["—", "—", "—"] if len(gaps) < 2 else [
-                f"{sem:.2f}", f"{mean - half:+.1f} to {mean + half:+.1f}", verdict(mean, half, MEAN_GAP_BOUND)]
+            error = ["—", "—", "—"]
+            if len(gaps) > 1:
+                mean, (sem, half) = statistics.mean(gaps), confidence(gaps)
+                error = [f"{sem:.2f}", f"{mean - half:+.1f} to {mean + half:+.1f}", verdict(mean, half, MEAN_GAP_BOUND)]
             out.append(
                 f"| {compressor} | {variant} | {len(cells)} | {len(gaps)} | {mean_std(gaps, '+')} | "
                 + " | ".join(error) + " | " + ", ".join(f"{g:+.1f}" for g in gaps) + " |"
@@ -282,8 +274,8 @@ def main(cmd=None):
                         help="avsr.sh stage-16 folders of ESPnet models (espnet_mtsk.baselines)")
     parser.add_argument("tags", nargs="+", help="experiments exp_dir/asr_<tag>")
     args = parser.parse_args(cmd)
-    wers = collect(args.exp_dir, args.data_dir, args.tags, args.test_sets)
-    text = markdown(wers, args.test_sets, args.scales, args.command, training_epochs(args.exp_dir, args.tags))
+    wers, epochs = collect(args.exp_dir, args.data_dir, args.tags, args.test_sets)
+    text = markdown(wers, args.test_sets, args.scales, args.command, epochs)
     if args.baselines:
         text += "\n".join(baseline_table(score_baselines(args.baselines, args.data_dir, args.test_sets), args.test_sets)) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
