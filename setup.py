@@ -11,8 +11,8 @@ setup(
     install_requires=[
         "espnet==202511",
         "espnet_model_zoo",
-        "peft",
-        "transformers",
+        "peft>=0.21",
+        "transformers>=5.24,<6",  # generate(cache=...), as in the 5.24 tested
         "sentencepiece",
         "jiwer",
         "av",

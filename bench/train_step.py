@@ -30,6 +30,19 @@ jobs on a shared machine change far less than the elapsed time;
 
     python bench/train_step.py [--batch_size 16] [--reps 10] [--train_steps 10] \\
         [--audio_rates 4 16 --video_rates 2 5 --audio_frame_rate 50] [--threads 2 --clock wall]
+
+With ``--llm_dir`` (an HF folder of a real LLM, e.g. the SynthGRID recipe's
+exp/pretrained/smollm2-135m) it times instead the Matryoshka step of the
+recipe's real-LLM config (``--config``, all its scales, MS-LoRA; the
+projectors and the LLM on encoder outputs shaped as the recipe's dumped
+Whisper tiny.en and video encoder give them, ``--seconds`` long) under each
+speed lever in turn, each added to the ones before, the levers' models
+taking turns within every repetition; it prints each one's time per step
+and per scale and utterance, and its ratio to the first. Last line:
+``per scale and utterance: X`` (seconds) with every lever on.
+
+    python bench/train_step.py --llm_dir egs2/synthgrid/avsr1/exp/pretrained/smollm2-135m \\
+        --batch_size 8 --seconds 2.3 --reps 3 --threads 2
 """
 
 import argparse
@@ -37,11 +50,28 @@ import tempfile
 from pathlib import Path
 
 import torch
+import yaml
 
 from common import (
-    Progress, Summary, add_machine_args, add_scale_args, build_scaled_model, machine, make_batch, ratios,
-    set_machine, stand_in_llm, table, time_samples, timed,
+    ROOT, Progress, Summary, add_machine_args, add_scale_args, build_model, build_scaled_model, machine,
+    make_batch, ratios, set_machine, stand_in_llm, table, time_samples, timed,
 )
+
+REAL_LLM_CONFIG = ROOT / "egs2/synthgrid/avsr1/conf/train_avsr_mtsk_smollm2.yaml"
+# Each lever's llm_conf / lora_conf, added to those above it; the first row
+# is the issue's starting point (float32, SDPA, LoRA dropout 0.05, one pass).
+LEVERS = [
+    ("float32, SDPA attention, LoRA dropout 0.05, one padded pass",
+     dict(dtype="float32", autocast="none", attn_implementation="sdpa", length_buckets=1), dict(lora_dropout=0.05)),
+    ("+ bf16 autocast", dict(autocast="bfloat16"), {}),
+    ("+ frozen weights stored in bf16", dict(dtype="bfloat16"), {}),
+    ("+ eager attention", dict(attn_implementation="eager"), {}),
+    ("+ no LoRA dropout", {}, dict(lora_dropout=0.0)),
+    ("+ 4 length buckets", dict(length_buckets=4), {}),
+]
+# The recipe's dumped encoder outputs: Whisper tiny.en (384-d, 50 Hz) and
+# the video stand-in (96-d, 25 fps).
+ENCODED = {"audio": (384, 50), "video": (96, 25)}
 
 LOOP, PADDED = "matryoshka, loop over scales", "matryoshka, one padded pass"
 
@@ -61,6 +91,48 @@ def stepper(model, batch_for):
     return step
 
 
+def real_llm_levers(args, progress: Progress) -> None:
+    """The real-LLM step under each of LEVERS (see the module's doc)."""
+    conf = yaml.safe_load(args.config.read_text())
+    steps, models = {}, {}
+    llm_conf, lora_conf = dict(conf.get("llm_conf", {})), dict(conf["lora_conf"])
+    with tempfile.TemporaryDirectory() as tmp:
+        # The audio encoder is not timed: any Whisper of tiny.en's width serves.
+        from local.standins import build_whisper
+
+        whisper = build_whisper(tmp, d_model=ENCODED["audio"][0], num_layers=1, num_heads=6)
+        for name, llm_over, lora_over in LEVERS:
+            llm_conf.update(llm_over)
+            lora_conf.update(lora_over)
+            conf.update(llm_conf=dict(llm_conf, model_dir=str(args.llm_dir)), lora_conf=dict(lora_conf))
+            conf["audio_encoder_conf"] = {**conf["audio_encoder_conf"], "model_dir": str(whisper)}
+            config = Path(tmp) / "config.yaml"
+            config.write_text(yaml.safe_dump(conf))
+            models[name] = build_model(args.llm_dir, config)
+    progress(f"built {len(models)} models of {args.config.name}")
+    first = next(iter(models.values()))
+    batch = make_batch(first.llm.tokenizer, args.batch_size, args.seconds)
+    gen = torch.Generator().manual_seed(0)
+    encoded = {}
+    for modality, (dim, rate) in ENCODED.items():
+        frames = int(args.seconds * rate)
+        encoded[modality] = (torch.randn(args.batch_size, frames, dim, generator=gen),
+                             torch.full((args.batch_size,), frames))
+    for name, model in models.items():
+        steps[name] = stepper(model, lambda _i: {"text": batch["text"], "text_lengths": batch["text_lengths"]})
+    times = time_samples({name: (lambda step=step: step(encoded=encoded)) for name, step in steps.items()},
+                         args.reps, progress=progress)
+    rows_per_step = first.scales_per_step * args.batch_size
+    base = times[LEVERS[0][0]]
+    rows = [(name, Summary(t).format(), Summary(t).format(1 / rows_per_step, 3), Summary(ratios(t, base)).format(digits=2))
+            for name, t in times.items()]
+    print(f"{machine(torch.device('cpu'), 'levers below')}; {args.llm_dir.name}, {args.config.name}, "
+          f"batch {args.batch_size} x {args.seconds} s, scales {first.scale_ids}, {args.reps} repetitions\n")
+    print(table(rows, ["levers (each adds to those above)", "s per step", "s per scale and utterance",
+                       "/ first row"]))
+    print(f"\nper scale and utterance: {Summary(times[LEVERS[-1][0]]).format(1 / rows_per_step, 3)}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_scale_args(parser)
@@ -68,10 +140,15 @@ def main():
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--reps", type=int, default=10)
     parser.add_argument("--train_steps", type=int, default=10)
+    parser.add_argument("--llm_dir", type=Path, help="a real LLM's HF folder: time the speed levers instead")
+    parser.add_argument("--config", type=Path, default=REAL_LLM_CONFIG, help="the real-LLM config (with --llm_dir)")
     add_machine_args(parser)
     args = parser.parse_args()
     set_machine(parser, args, torch.device("cpu"))
     progress = Progress()
+    if args.llm_dir is not None:
+        real_llm_levers(args, progress)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         llm_dir = stand_in_llm(Path(tmp) / "llm")

@@ -7,8 +7,10 @@ the per-scale losses.
 """
 
 import contextlib
+import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
@@ -54,6 +56,14 @@ class ESPnetMTSKModel(AbsESPnetModel):
             "all": the three sets of scales in one model.
         audio_rates / video_rates: compression rates of the Matryoshka set.
         projector_hidden_size: hidden width of every projector's MLP.
+        scales_per_step: K < number of scales trains K of them per training
+            batch, drawn without replacement from a permutation of all
+            scales that is redrawn (from ``scale_seed`` and the cycle's
+            index) once every scale has had its turn: each scale is drawn
+            equally often, so the expected loss is the mean over all scales.
+            None: every scale every step (the paper). Validation always
+            scores every scale.
+        scale_seed: seed of those draws.
     """
 
     @typechecked
@@ -70,6 +80,8 @@ class ESPnetMTSKModel(AbsESPnetModel):
         audio_rates: Sequence[int] = (4, 16),
         video_rates: Sequence[int] = (2, 5),
         projector_hidden_size: int = 2048,
+        scales_per_step: Optional[int] = None,
+        scale_seed: int = 0,
     ):
         super().__init__()
         self.mode = mode
@@ -94,6 +106,17 @@ class ESPnetMTSKModel(AbsESPnetModel):
         # Shared adapters give every scale the same weights, so the scales
         # can run as one padded LLM batch (bench/train_step.py times both).
         self.one_pass = lora.shared(self.scale_ids)
+        if scales_per_step is not None and not 1 <= scales_per_step <= len(self.scales):
+            raise ValueError(
+                f"model_conf.scales_per_step must be 1..{len(self.scales)} "
+                f"(the model's scales {self.scale_ids}), got {scales_per_step}"
+            )
+        self.scales_per_step = scales_per_step or len(self.scales)
+        self.scale_seed = scale_seed
+        if self.scales_per_step < len(self.scales):
+            # Saved with the checkpoints, so a resumed training continues the
+            # sequence of draws instead of starting it again.
+            self.register_buffer("scale_draws", torch.zeros((), dtype=torch.long))
 
     @property
     def scale_ids(self) -> List[str]:
@@ -108,6 +131,17 @@ class ESPnetMTSKModel(AbsESPnetModel):
                 f"{self.scale_ids}"
             )
         return scale
+
+    def step_scales(self) -> List[Scale]:
+        """The scales this training step trains (see ``scales_per_step``);
+        every scale outside training."""
+        n, k = len(self.scales), self.scales_per_step
+        if k == n or not self.training:
+            return self.scales
+        cycle, group = divmod(int(self.scale_draws), math.ceil(n / k))
+        self.scale_draws += 1
+        order = np.random.default_rng([self.scale_seed, cycle]).permutation(n)
+        return [self.scales[i] for i in sorted(order[group * k : (group + 1) * k])]
 
     def encode(
         self,
@@ -178,21 +212,25 @@ class ESPnetMTSKModel(AbsESPnetModel):
             name = encoded_name(modality)
             if name in kwargs:
                 precomputed[modality] = (kwargs[name], kwargs[f"{name}_lengths"])
-        encoded = self.encode(speech, speech_lengths, video, video_lengths, precomputed=precomputed)
+        scales = self.step_scales()
+        modalities = sorted({m for s in scales for m in s.modalities})
+        encoded = self.encode(
+            speech, speech_lengths, video, video_lengths, modalities, precomputed=precomputed
+        )
         cache: Dict = {}
         if self.one_pass:
-            self.lora.activate(self.llm.model, self.scale_ids[0])
+            self.lora.activate(self.llm.model, scales[0].id)
             results = self.llm.forward_scales(
-                [self.segments(encoded, s, cache) for s in self.scales], text, text_lengths
+                [self.segments(encoded, s, cache) for s in scales], text, text_lengths
             )
         else:
             results = []
-            for scale in self.scales:
+            for scale in scales:
                 self.lora.activate(self.llm.model, scale.id)
                 results.append(self.llm(self.segments(encoded, scale, cache), text, text_lengths))
         stats = {}
         losses, accs = [], []
-        for scale, (loss, acc) in zip(self.scales, results):
+        for scale, (loss, acc) in zip(scales, results):
             stats[f"loss_{scale.id}"] = loss.detach()
             stats[f"acc_{scale.id}"] = acc.detach()
             losses.append(loss)

@@ -4,7 +4,10 @@
 The paper's encoders (Whisper, AV-HuBERT) arrive pretrained and stay frozen.
 Recipes without such weights build the encoder a training config names and
 pre-train it here on the training set with a CTC head over the LLM
-tokenizer's vocabulary; training then loads it (``--init_param``) and
+tokenizer's tokens that the training transcripts use (a few hundred pieces
+of a stand-in's tokenizer, or the few dozen a 49k BPE vocabulary spends on
+GRID's 51 words, where a head over the whole of it would cost more than the
+encoder); training then loads it (``--init_param``) and
 freezes it, as in the paper. The checkpoint holds the model's own keys
 (``encoders.audio.*``, ``frontend.*``), keeps the epoch with the lowest
 validation WER, and is written atomically.
@@ -44,15 +47,34 @@ from espnet_mtsk.tasks.avsr import AVSRTask
 DATA = {"audio": ("wav.scp", "speech", "sound"), "video": ("video.scp", "video", "video")}
 
 
-class CTCPretrainer(torch.nn.Module):
-    """(audio front end) + encoder + CTC head: inputs (B, T, ...) -> loss."""
+def transcript_tokens(text_file: Path, preprocess) -> List[int]:
+    """The sorted token ids of the transcripts in a Kaldi ``text`` file, as
+    the preprocessor tokenises them."""
+    ids = set()
+    with open(text_file) as f:
+        for line in f:
+            uid, _, text = line.rstrip("\n").partition(" ")
+            ids.update(preprocess(uid, {"text": text})["text"].tolist())
+    return sorted(ids)
 
-    def __init__(self, encoder, vocab_size: int, frontend=None, normalize=None):
+
+class CTCPretrainer(torch.nn.Module):
+    """(audio front end) + encoder + CTC head: inputs (B, T, ...) -> loss.
+
+    ``tokens``: the LLM token ids the head predicts; class 0 is CTC's blank,
+    class i the i-th of them. Targets and outputs are LLM token ids.
+    """
+
+    def __init__(self, encoder, tokens: List[int], frontend=None, normalize=None):
         super().__init__()
         self.frontend = frontend
         self.normalize = normalize
         self.encoder = encoder
-        self.ctc = CTC(vocab_size, encoder.output_size())
+        self.ctc = CTC(len(tokens) + 1, encoder.output_size())
+        to_class = torch.zeros(max(tokens) + 1, dtype=torch.long)
+        to_class[torch.tensor(tokens)] = torch.arange(1, len(tokens) + 1)
+        self.register_buffer("to_class", to_class, persistent=False)
+        self.register_buffer("to_token", torch.tensor([-1, *tokens]), persistent=False)
 
     def encode(self, xs: torch.Tensor, lens: torch.Tensor):
         if self.frontend is not None or self.normalize is not None:
@@ -62,18 +84,19 @@ class CTCPretrainer(torch.nn.Module):
 
     def forward(self, xs, lens, text, text_lengths) -> torch.Tensor:
         hs, hlens = self.encode(xs, lens)
-        return self.ctc(hs, hlens, text, text_lengths)
+        # Padding (negative ids) maps to a class too; CTC reads only text_lengths.
+        classes = self.to_class[text.clamp(min=0, max=self.to_class.numel() - 1)]
+        return self.ctc(hs, hlens, classes, text_lengths)
 
     @torch.no_grad()
     def greedy(self, xs: torch.Tensor, lens: torch.Tensor) -> List[List[int]]:
-        # Token 0 is CTC's blank; in a sentencepiece vocabulary it is <unk>,
-        # never a target.
+        """Best path per utterance, repeats collapsed, blanks dropped: LLM token ids."""
         hs, hlens = self.encode(xs, lens)
         best = self.ctc.argmax(hs)
         out = []
         for seq, n in zip(best.tolist(), hlens.tolist()):
             collapsed = [t for i, t in enumerate(seq[:n]) if t != 0 and (i == 0 or seq[i - 1] != t)]
-            out.append(collapsed)
+            out.append(self.to_token[collapsed].tolist())
         return out
 
 
@@ -135,7 +158,9 @@ def pretrain(args: argparse.Namespace) -> Dict[str, Any]:
     train_batches, n_train = _loader(args.train_dir, args.modality, train_pre, args.batch_size, True)
     valid_batches, _ = _loader(args.valid_dir, args.modality, valid_pre, args.batch_size, False)
     front = {k: parts.get(k) for k in ("frontend", "normalize")} if args.modality == "audio" else {}
-    model = CTCPretrainer(parts[key], len(train_pre.tokenizer), **front)
+    tokens = transcript_tokens(args.train_dir / "text", valid_pre)
+    logging.info(f"CTC head: {len(tokens)} tokens of the transcripts + blank")
+    model = CTCPretrainer(parts[key], tokens, **front)
     optim = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * math.ceil(n_train / args.batch_size)
     warmup = max(1, steps // 10)

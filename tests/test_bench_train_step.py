@@ -31,3 +31,19 @@ def test_train_step_prints_the_floor_and_the_ratio_last(monkeypatch, capsys):
     # and 1 (free LLM).
     assert 1 / 4 < float(floor) < 1
     assert ratio == "unreliable" or float(ratio) > 0
+
+
+def test_train_step_with_a_real_llm_folder_times_each_lever(monkeypatch, capsys, llm_dir):
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(sys, "argv", [
+        "train_step.py", "--llm_dir", llm_dir, "--batch_size", "2", "--seconds", "1", "--reps", "3",
+        "--threads", "1", "--clock", "cpu"])
+    try:
+        train_step.main()
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    rows = re.findall(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", out, re.M)[1:]
+    assert [name.strip() for name, *_ in rows] == [name for name, _, _ in train_step.LEVERS]
+    assert rows[0][3].startswith("1.00 ± 0.00") or rows[0][3].startswith("unreliable")
+    assert re.search(r"\nper scale and utterance: (\d+\.\d{3} ± \d+\.\d{3}|unreliable.*)\n\Z", out)

@@ -34,7 +34,8 @@ def test_shared_adapters_run_every_scale_in_one_pass_with_the_same_losses(llm_di
     assert model.one_pass and len(model.scale_ids) == 8
     batch, _ = make_batch(model.llm.tokenizer)
     calls = []
-    hook = model.llm.model.register_forward_hook(lambda *_: calls.append(1))
+    decoder = model.llm.model.get_base_model().get_decoder()
+    hook = decoder.register_forward_hook(lambda *_: calls.append(1))
     loss, stats, _ = model(**batch)
     assert len(calls) == 1
     model.one_pass = False
@@ -45,6 +46,58 @@ def test_shared_adapters_run_every_scale_in_one_pass_with_the_same_losses(llm_di
     for scale_id in model.scale_ids:
         key = f"loss_{scale_id}"
         assert torch.allclose(stats[key], loop_stats[key], atol=1e-5), scale_id
+
+
+def _build_all(llm_dir, whisper_dir, **model_conf):
+    """The tiny mode-all MS-LoRA model (8 scales) with ``model_conf`` overrides."""
+    import argparse
+
+    from conftest import model_config
+    from espnet_mtsk.tasks.avsr import AVSRTask
+
+    conf = model_config(llm_dir, whisper_dir, mode="all", lora="ms")
+    conf["model_conf"] = {**conf["model_conf"], **model_conf}
+    torch.manual_seed(0)
+    return AVSRTask.build_model(argparse.Namespace(**conf))
+
+
+def _drawn(model, batch, steps):
+    drawn = []
+    for _ in range(steps):
+        _, stats, _ = model(**batch)
+        drawn.append([s for s in model.scale_ids if f"loss_{s}" in stats])
+    return drawn
+
+
+def test_scales_per_step_draws_seeded_scales_covering_all_in_a_cycle(llm_dir, whisper_dir):
+    model = _build_all(llm_dir, whisper_dir, scales_per_step=3).train()
+    batch, _ = make_batch(model.llm.tokenizer)
+    drawn = _drawn(model, batch, 6)
+    # 8 scales, 3 a step: every scale once in each cycle of 3 steps.
+    assert [len(d) for d in drawn] == [3, 3, 2, 3, 3, 2]
+    for cycle in (drawn[:3], drawn[3:]):
+        assert sorted(s for step in cycle for s in step) == sorted(model.scale_ids)
+    assert drawn[:3] != drawn[3:]  # a new permutation each cycle
+    assert int(model.state_dict()["scale_draws"]) == 6  # checkpoints carry the count
+    model.scale_draws.zero_()
+    assert _drawn(model, batch, 6) == drawn  # the same seed, the same draws
+    other = _build_all(llm_dir, whisper_dir, scales_per_step=3, scale_seed=1).train()
+    assert _drawn(other, batch, 6) != drawn
+    model.eval()
+    assert _drawn(model, batch, 1) == [model.scale_ids]  # validation scores every scale
+
+
+def test_scales_per_step_of_every_scale_is_the_matryoshka_loss(llm_dir, whisper_dir):
+    losses = []
+    for k in (None, 8):
+        model = _build_all(llm_dir, whisper_dir, scales_per_step=k).train()
+        assert "scale_draws" not in model.state_dict()
+        batch, _ = make_batch(model.llm.tokenizer)
+        torch.manual_seed(1)
+        losses.append(model(**batch)[0])
+    assert torch.equal(losses[0], losses[1])
+    with pytest.raises(ValueError, match=r"scales_per_step must be 1..8"):
+        _build_all(llm_dir, whisper_dir, scales_per_step=9)
 
 
 def test_unknown_scale_is_a_clear_error(avsr):

@@ -11,6 +11,7 @@ target are then the last ``max(target length) + 1`` columns, and the LM head
 never runs over the long audio-visual prefix.
 """
 
+import contextlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -28,6 +29,33 @@ PROMPTS = {
 }
 IGNORE_ID = -100
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
+AUTOCAST_CHOICES = ("auto", "bfloat16", "none")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device multiplies bfloat16 matrices in hardware: AVX-512
+    BF16 or AMX on a CPU, compute capability 8 or later on a GPU. Elsewhere
+    bf16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
+def autocast_dtype(autocast: str, device: torch.device) -> Optional[torch.dtype]:
+    """The dtype the LLM's matrix products run in under ``autocast``
+    ("auto": bfloat16 where the device has it natively; "bfloat16"; "none"),
+    or None for no autocast."""
+    if autocast not in AUTOCAST_CHOICES:
+        raise ValueError(f"llm_conf.autocast must be one of {AUTOCAST_CHOICES}, got '{autocast}'")
+    if autocast == "bfloat16" or (autocast == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return None
+
+
+def _contiguous_inputs(module: torch.nn.Module, args: tuple) -> tuple:
+    return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
 
 
 def load_tokenizer(model_dir: str):
@@ -66,6 +94,17 @@ class HFCausalLM(AbsLLM):
             They live in ``marker_embed`` (initialised from the resized rows of
             the LLM's table), so training them never touches the big table.
         gradient_checkpointing: recompute LLM activations in backward.
+        autocast: "auto" runs the LLM's passes (training and ``generate``)
+            under bfloat16 autocast where the device multiplies bf16 in
+            hardware (``native_bf16``), "bfloat16" always, "none" never.
+            ESPnet's trainer autocasts on CUDA only (``use_amp``); this
+            serves CPUs too, and only the LLM. Losses are float32.
+        attn_implementation: transformers' attention ("sdpa", its default,
+            "eager", ...). On the CPU "eager" trains faster at SynthGRID's
+            lengths: SDPA's flash-attention backward took a fifth of a
+            SmolLM2 step (docs/benchmarks.md).
+        length_buckets: passes that ``forward_scales`` splits the rows of
+            all scales into, grouped by length (1: one padded pass).
     """
 
     @typechecked
@@ -75,16 +114,29 @@ class HFCausalLM(AbsLLM):
         dtype: str = "float32",
         train_new_embeddings: bool = True,
         gradient_checkpointing: bool = False,
+        autocast: str = "auto",
+        attn_implementation: str = "sdpa",
+        length_buckets: int = 1,
     ):
         super().__init__()
+        autocast_dtype(autocast, torch.device("cpu"))  # rejects a bad value now
+        self.autocast = autocast
+        if length_buckets < 1:
+            raise ValueError(f"llm_conf.length_buckets must be at least 1, got {length_buckets}")
+        self.length_buckets = length_buckets
         from transformers import AutoModelForCausalLM
 
         self.tokenizer = load_tokenizer(model_dir)
         folder = resolve_folder(model_dir, ("config.json",), "LLM")
         self.model = AutoModelForCausalLM.from_pretrained(
-            str(folder), dtype=getattr(torch, dtype)
+            str(folder), dtype=getattr(torch, dtype), attn_implementation=attn_implementation
         )
         self.model.resize_token_embeddings(len(self.tokenizer))
+        # On the CPU a bf16 linear copies its weight once per row when its 3-D
+        # input is not contiguous, as the slices that logits_to_keep and
+        # generate hand the LM head are: 10 s instead of 0.03 s for
+        # SmolLM2's head on 64 rows.
+        self.model.get_output_embeddings().register_forward_pre_hook(_contiguous_inputs)
         if gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
             # Inputs are embeddings we build, so checkpointed blocks need them
@@ -101,6 +153,13 @@ class HFCausalLM(AbsLLM):
             key: self.tokenizer(text, add_special_tokens=False).input_ids
             for key, text in PROMPTS.items()
         }
+
+    def autocast_context(self, device: torch.device):
+        """The autocast of the LLM's passes on ``device`` (see ``autocast``)."""
+        dtype = autocast_dtype(self.autocast, device)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=dtype)
 
     def hidden_size(self) -> int:
         return self.model.get_input_embeddings().embedding_dim
@@ -213,13 +272,13 @@ class HFCausalLM(AbsLLM):
         return self.forward_scales([segments], ys_pad, ys_lens)[0]
 
     def forward_scales(self, per_scale: PerScale, ys_pad: torch.Tensor, ys_lens: torch.Tensor) -> List[LossAcc]:
-        """(loss, accuracy) of each scale's segments, all scales in one
-        padded batch of N x B rows: one LLM pass instead of N, which pays
-        off where per-pass overhead dominates (small LLMs, CPUs). Only valid
-        when every scale uses the same adapters."""
+        """(loss, accuracy) of each scale's segments, all scales' N x B rows
+        in ``length_buckets`` passes instead of N, which pays off where
+        per-pass overhead dominates (small LLMs, CPUs). Only valid when
+        every scale uses the same adapters."""
         inputs = self._layout(per_scale, ys_pad, ys_lens)
         labels = self._labels(ys_pad, ys_lens).repeat(len(per_scale), 1)
-        logits = self.model(**inputs, logits_to_keep=labels.size(1)).logits
+        logits = self._bucketed_logits(inputs, labels.size(1))
         out = []
         for logit, label in zip(logits.chunk(len(per_scale)), labels.chunk(len(per_scale))):
             loss = torch.nn.functional.cross_entropy(
@@ -230,20 +289,60 @@ class HFCausalLM(AbsLLM):
             out.append((loss, correct.sum() / scored.sum()))
         return out
 
+    def _bucketed_logits(self, inputs: Dict[str, torch.Tensor], keep: int) -> torch.Tensor:
+        """Logits (R, keep, V) of the last ``keep`` positions of R packed
+        rows. Rows go through the LLM in ``length_buckets`` groups of similar
+        length: rows end at the last column (left padding), so a group of
+        short rows drops its leading all-padding columns, and the ASR rows
+        of a step no longer pay for the width of its longest AVSR row."""
+        mask = inputs["attention_mask"]
+        order = mask.sum(1).argsort()
+        groups = order.tensor_split(min(self.length_buckets, order.numel()))
+        parts = []
+        with self.autocast_context(mask.device):
+            for rows in groups:
+                width = max(int(mask[rows].sum(1).max()), keep)
+                parts.append(self.model(
+                    **{name: value[rows, -width:] for name, value in inputs.items()},
+                    logits_to_keep=keep,
+                ).logits)
+        return torch.cat(parts)[order.argsort()]
+
     @torch.no_grad()
     def generate(
         self, segments: Sequence[Segment], beam_size: int = 15, max_new_tokens: int = 32
     ) -> List[str]:
+        """Beam search through transformers' ``generate``. The prefix (all
+        but the prompt's last token) is run once per utterance and its KV
+        cache copied to the beams: ``generate`` given the embeddings would
+        run it once per beam, which on a CPU was half of the decoding time
+        at beam 4. ``generate`` then starts from the prompt's last token,
+        given by id; the other ids it receives are placeholders for
+        positions the cache already holds."""
         inputs = self.build_inputs(segments)
-        inputs.pop("position_ids")  # generate derives them from the mask
-        out = self.model.generate(
-            **inputs,
-            num_beams=beam_size,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=self.tokenizer.eos_token_id,
-            pad_token_id=self.tokenizer.pad_token_id,
-            bos_token_id=self.tokenizer.bos_token_id,
-        )
-        texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+        embeds, mask = inputs["inputs_embeds"], inputs["attention_mask"]
+        modalities = tuple(m for m, _, _ in segments)
+        ids = torch.full(mask.shape, self.tokenizer.pad_token_id, dtype=torch.long, device=mask.device)
+        ids[:, -1] = self._prompt_ids[modalities][-1]
+        with self.autocast_context(embeds.device):
+            cache = self.model(
+                inputs_embeds=embeds[:, :-1],
+                attention_mask=mask[:, :-1],
+                position_ids=inputs["position_ids"][:, :-1],
+                use_cache=True,
+                logits_to_keep=1,
+            ).cache
+            cache.batch_repeat_interleave(beam_size)
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                cache=cache,
+                num_beams=beam_size,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=self.tokenizer.eos_token_id,
+                pad_token_id=self.tokenizer.pad_token_id,
+                bos_token_id=self.tokenizer.bos_token_id,
+            )
+        texts = self.tokenizer.batch_decode(out[:, ids.size(1) :], skip_special_tokens=True)
         return [t.strip() for t in texts]

@@ -58,6 +58,7 @@ lm_train_text=""      # Kaldi-style text for the stand-in (default: the training
 # Encoders
 encoder_pretrain=false    # stage 9: pre-train the config's encoders with CTC
 encoder_pretrain_opts=""  # options of local.encoder_pretrain
+encoder_dir=""            # stage 9's pre-trained encoders (default: ${expdir}/encoders)
 encoder_dump=false        # stage 9: run the frozen pretrained audio encoder once over the
                           # training and valid sets; stage 11 trains on its outputs
 encoder_dump_opts=""      # options of espnet_mtsk.bin.dump_encoded for the training set
@@ -182,7 +183,7 @@ if [ -z "${llm_dir}" ]; then
     fi
 fi
 
-encoder_dir=${expdir}/encoders
+encoder_dir=${encoder_dir:-${expdir}/encoders}
 config_encoders() {
     # The modalities whose encoder the training config names and its mode
     # reads, and that stage 9 trains: not those loaded from pretrained

@@ -1,15 +1,45 @@
 #!/usr/bin/env bash
-# SynthGRID: the whole pipeline (corpus generation, stand-in LLM and encoder
-# pre-training, Matryoshka training, decoding at every scale on clean and
-# babble-noise test sets, scoring) on a CPU in minutes:
-#   ./run.sh --stage 1 --stop_stage 13
+# SynthGRID: the whole pipeline (corpus generation, pretrained parts and
+# stand-in pre-training, Matryoshka training, decoding at every scale on clean
+# and babble-noise test sets, scoring) on a CPU in minutes:
+#   ./run.sh --stage 1 --stop_stage 13                  # the stand-in LLM, trained whole
+#   ./run.sh --stage 1 --stop_stage 13 --llm smollm2    # SmolLM2-135M-Instruct, frozen, MS-LoRA
+# Every other option goes to avsr.sh.
 set -euo pipefail
+
+llm=standin
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --llm) llm=$2; shift 2 ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
 
 train_set=train
 valid_set=dev
-test_sets="test_clean test_snr-5 test_snr0 test_snr5 test_snr10"
-train_config=conf/train_avsr_mtsk.yaml
 inference_config=conf/decode.yaml
+case "${llm}" in
+    standin)
+        # A 2-layer, 128-wide Llama with its own tokenizer, pre-trained on
+        # GRID text (stages 5-8), trained whole with the projectors.
+        test_sets="test_clean test_snr-5 test_snr0 test_snr5 test_snr10"
+        llm_opts=(--train_config conf/train_avsr_mtsk.yaml --pretrained whisper-tiny.en
+            --lm_train_text data/lm_text
+            --llm_build_opts "--hidden_size 128 --num_layers 2 --num_heads 4"
+            --llm_pretrain_opts "--steps 500 --batch_size 64 --repeat_prob 0.5") ;;
+    smollm2)
+        # The real SmolLM2-135M-Instruct (stage 5 makes its folder), frozen,
+        # LoRA on q and v. Its video encoder (stage 9) goes to its own folder:
+        # the CTC head reads the LLM's tokens, and the stand-in model's
+        # checkpoints read theirs from exp/encoders. Decoding 8 scales costs
+        # about 10x the stand-in's, so two test sets (and dev) are decoded.
+        test_sets="test_clean test_snr0"
+        llm_opts=(--train_config conf/train_avsr_mtsk_smollm2.yaml
+            --pretrained "whisper-tiny.en smollm2-135m" --llm_dir exp/pretrained/smollm2-135m
+            --encoder_dir exp/encoders_smollm2) ;;
+    *) echo "$0: --llm must be standin or smollm2, got '${llm}'" >&2; exit 1 ;;
+esac
 
 ./avsr.sh \
     --nj 2 \
@@ -17,15 +47,11 @@ inference_config=conf/decode.yaml
     --train_set "${train_set}" \
     --valid_set "${valid_set}" \
     --test_sets "${test_sets}" \
-    --train_config "${train_config}" \
     --inference_config "${inference_config}" \
     --noise_scp data/noise/wav.scp \
-    --pretrained whisper-tiny.en \
-    --lm_train_text data/lm_text \
-    --llm_build_opts "--hidden_size 128 --num_layers 2 --num_heads 4" \
-    --llm_pretrain_opts "--steps 500 --batch_size 64 --repeat_prob 0.5" \
+    "${llm_opts[@]}" \
     --encoder_pretrain true \
     --encoder_pretrain_opts "--epochs 20 --batch_size 8 --lr 2e-3" \
     --encoder_dump true \
     --encoder_dump_opts "--noisy_copies 2" \
-    "$@"
+    "${args[@]}"

