@@ -33,13 +33,14 @@ jobs on a shared machine change far less than the elapsed time;
 
 With ``--llm_dir`` (an HF folder of a real LLM, e.g. the SynthGRID recipe's
 exp/pretrained/smollm2-135m) it times instead the Matryoshka step of the
-recipe's real-LLM config (``--config``, all its scales, MS-LoRA; the
+recipe's real-LLM config (``--config``, all its scales per step, MS-LoRA; the
 projectors and the LLM on encoder outputs shaped as the recipe's dumped
 Whisper tiny.en and video encoder give them, ``--seconds`` long) under each
 speed lever in turn, each added to the ones before, the levers' models
 taking turns within every repetition; it prints each one's time per step
-and per scale and utterance, and its ratio to the first. Last line:
-``per scale and utterance: X`` (seconds) with every lever on.
+and per scale and utterance, and its ratio to the first; then the config as
+it is (its ``scales_per_step`` and buckets). Last line:
+``per scale and utterance: X`` (seconds) with every lever on, all scales.
 
     python bench/train_step.py --llm_dir egs2/synthgrid/avsr1/exp/pretrained/smollm2-135m \\
         --batch_size 8 --seconds 2.3 --reps 3 --threads 2
@@ -69,6 +70,9 @@ LEVERS = [
     ("+ no LoRA dropout", {}, dict(lora_dropout=0.0)),
     ("+ 4 length buckets", dict(length_buckets=4), {}),
 ]
+# Last row: the config itself, whose step trains K of its scales
+# (model_conf.scales_per_step) with its own length buckets.
+AS_CONFIGURED = "the config as it is (its scales per step and buckets)"
 # The recipe's dumped encoder outputs: Whisper tiny.en (384-d, 50 Hz) and
 # the video stand-in (96-d, 25 fps).
 ENCODED = {"audio": (384, 50), "video": (96, 25)}
@@ -93,22 +97,28 @@ def stepper(model, batch_for):
 
 def real_llm_levers(args, progress: Progress) -> None:
     """The real-LLM step under each of LEVERS (see the module's doc)."""
-    conf = yaml.safe_load(args.config.read_text())
+    configured = yaml.safe_load(args.config.read_text())
     steps, models = {}, {}
-    llm_conf, lora_conf = dict(conf.get("llm_conf", {})), dict(conf["lora_conf"])
+    llm_conf, lora_conf = dict(configured.get("llm_conf", {})), dict(configured["lora_conf"])
     with tempfile.TemporaryDirectory() as tmp:
         # The audio encoder is not timed: any Whisper of tiny.en's width serves.
         from local.standins import build_whisper
 
         whisper = build_whisper(tmp, d_model=ENCODED["audio"][0], num_layers=1, num_heads=6)
+
+        def build(conf):
+            conf = dict(conf, audio_encoder_conf={**conf["audio_encoder_conf"], "model_dir": str(whisper)})
+            conf["llm_conf"] = dict(conf["llm_conf"], model_dir=str(args.llm_dir))
+            config = Path(tmp) / "config.yaml"
+            config.write_text(yaml.safe_dump(conf))
+            return build_model(args.llm_dir, config)
+
+        all_scales = dict(configured, model_conf=dict(configured["model_conf"], scales_per_step=None))
         for name, llm_over, lora_over in LEVERS:
             llm_conf.update(llm_over)
             lora_conf.update(lora_over)
-            conf.update(llm_conf=dict(llm_conf, model_dir=str(args.llm_dir)), lora_conf=dict(lora_conf))
-            conf["audio_encoder_conf"] = {**conf["audio_encoder_conf"], "model_dir": str(whisper)}
-            config = Path(tmp) / "config.yaml"
-            config.write_text(yaml.safe_dump(conf))
-            models[name] = build_model(args.llm_dir, config)
+            models[name] = build(dict(all_scales, llm_conf=dict(llm_conf), lora_conf=dict(lora_conf)))
+        models[AS_CONFIGURED] = build(configured)
     progress(f"built {len(models)} models of {args.config.name}")
     first = next(iter(models.values()))
     batch = make_batch(first.llm.tokenizer, args.batch_size, args.seconds)
@@ -122,15 +132,16 @@ def real_llm_levers(args, progress: Progress) -> None:
         steps[name] = stepper(model, lambda _i: {"text": batch["text"], "text_lengths": batch["text_lengths"]})
     times = time_samples({name: (lambda step=step: step(encoded=encoded)) for name, step in steps.items()},
                          args.reps, progress=progress)
-    rows_per_step = first.scales_per_step * args.batch_size
     base = times[LEVERS[0][0]]
-    rows = [(name, Summary(t).format(), Summary(t).format(1 / rows_per_step, 3), Summary(ratios(t, base)).format(digits=2))
+    rows = [(name, Summary(t).format(), Summary(t).format(1 / (models[name].scales_per_step * args.batch_size), 3),
+             Summary(ratios(t, base)).format(digits=2))
             for name, t in times.items()]
+    last = LEVERS[-1][0]
     print(f"{machine(torch.device('cpu'), 'levers below')}; {args.llm_dir.name}, {args.config.name}, "
           f"batch {args.batch_size} x {args.seconds} s, scales {first.scale_ids}, {args.reps} repetitions\n")
     print(table(rows, ["levers (each adds to those above)", "s per step", "s per scale and utterance",
                        "/ first row"]))
-    print(f"\nper scale and utterance: {Summary(times[LEVERS[-1][0]]).format(1 / rows_per_step, 3)}")
+    print(f"\nper scale and utterance: {Summary(times[last]).format(1 / (models[last].scales_per_step * args.batch_size), 3)}")
 
 
 def main():

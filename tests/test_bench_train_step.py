@@ -44,6 +44,6 @@ def test_train_step_with_a_real_llm_folder_times_each_lever(monkeypatch, capsys,
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
     rows = re.findall(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", out, re.M)[1:]
-    assert [name.strip() for name, *_ in rows] == [name for name, _, _ in train_step.LEVERS]
+    assert [name.strip() for name, *_ in rows] == [name for name, _, _ in train_step.LEVERS] + [train_step.AS_CONFIGURED]
     assert rows[0][3].startswith("1.00 ± 0.00") or rows[0][3].startswith("unreliable")
     assert re.search(r"\nper scale and utterance: (\d+\.\d{3} ± \d+\.\d{3}|unreliable.*)\n\Z", out)
