@@ -8,16 +8,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import train_step  # noqa: E402
 
 
-def test_train_step_prints_the_floor_and_the_ratio_last(monkeypatch, capsys):
+def run_bench(monkeypatch, capsys, *args):
+    """train_step.py's output with ``args`` (one thread, CPU clock); the
+    test process keeps its thread count."""
     threads = torch.get_num_threads()
     monkeypatch.setattr(sys, "argv", [
-        "train_step.py", "--batch_size", "2", "--seconds", "1", "--reps", "3", "--train_steps", "2",
+        "train_step.py", *args, "--batch_size", "2", "--seconds", "1", "--reps", "3",
         "--threads", "1", "--clock", "cpu"])
     try:
         train_step.main()
     finally:
         torch.set_num_threads(threads)
-    out = capsys.readouterr().out
+    return capsys.readouterr().out
+
+
+def test_train_step_prints_the_floor_and_the_ratio_last(monkeypatch, capsys):
+    out = run_bench(monkeypatch, capsys, "--train_steps", "2")
     assert re.search(r"^CPU, \d+ cores, 1 thread, float32, cpu clock;", out, re.M)
     times = re.findall(r"^\| ([^|]+) \| ([^|]+) \|$", out, re.M)[1:]
     names = [name for name, _ in times]
@@ -34,15 +40,7 @@ def test_train_step_prints_the_floor_and_the_ratio_last(monkeypatch, capsys):
 
 
 def test_train_step_with_a_real_llm_folder_times_each_lever(monkeypatch, capsys, llm_dir):
-    threads = torch.get_num_threads()
-    monkeypatch.setattr(sys, "argv", [
-        "train_step.py", "--llm_dir", llm_dir, "--batch_size", "2", "--seconds", "1", "--reps", "3",
-        "--threads", "1", "--clock", "cpu"])
-    try:
-        train_step.main()
-    finally:
-        torch.set_num_threads(threads)
-    out = capsys.readouterr().out
+    out = run_bench(monkeypatch, capsys, "--llm_dir", llm_dir)
     rows = re.findall(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", out, re.M)[1:]
     assert [name.strip() for name, *_ in rows] == [name for name, _, _ in train_step.LEVERS] + [train_step.AS_CONFIGURED]
     assert rows[0][3].startswith("1.00 ± 0.00") or rows[0][3].startswith("unreliable")
