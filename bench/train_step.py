@@ -133,15 +133,15 @@ def real_llm_levers(args, progress: Progress) -> None:
     times = time_samples({name: (lambda step=step: step(encoded=encoded)) for name, step in steps.items()},
                          args.reps, progress=progress)
     base = times[LEVERS[0][0]]
-    rows = [(name, Summary(t).format(), Summary(t).format(1 / (models[name].scales_per_step * args.batch_size), 3),
-             Summary(ratios(t, base)).format(digits=2))
+    per_row = {name: Summary(t).format(1 / (models[name].scales_per_step * args.batch_size), 3)
+               for name, t in times.items()}
+    rows = [(name, Summary(t).format(), per_row[name], Summary(ratios(t, base)).format(digits=2))
             for name, t in times.items()]
-    last = LEVERS[-1][0]
     print(f"{machine(torch.device('cpu'), 'levers below')}; {args.llm_dir.name}, {args.config.name}, "
           f"batch {args.batch_size} x {args.seconds} s, scales {first.scale_ids}, {args.reps} repetitions\n")
     print(table(rows, ["levers (each adds to those above)", "s per step", "s per scale and utterance",
                        "/ first row"]))
-    print(f"\nper scale and utterance: {Summary(times[last]).format(1 / (models[last].scales_per_step * args.batch_size), 3)}")
+    print(f"\nper scale and utterance: {per_row[LEVERS[-1][0]]}")
 
 
 def main():

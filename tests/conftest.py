@@ -113,15 +113,17 @@ def model_config(llm_dir, whisper_dir, mode="avsr", lora="mss", compressor="avgp
     )
 
 
-def build(llm_dir, whisper_dir, seed=0, **kwargs):
+def build(llm_dir, whisper_dir, seed=0, model_conf=None, **kwargs):
+    """The tiny model of ``model_config(**kwargs)``, ``model_conf`` entries
+    overriding its model_conf."""
     import argparse
 
     from espnet_mtsk.tasks.avsr import AVSRTask
 
+    conf = model_config(llm_dir, whisper_dir, **kwargs)
+    conf["model_conf"].update(model_conf or {})
     torch.manual_seed(seed)
-    return AVSRTask.build_model(
-        argparse.Namespace(**model_config(llm_dir, whisper_dir, **kwargs))
-    )
+    return AVSRTask.build_model(argparse.Namespace(**conf))
 
 
 def make_batch(tokenizer, n=2, seconds=(1.0, 0.68), seed=0):

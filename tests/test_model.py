@@ -50,15 +50,7 @@ def test_shared_adapters_run_every_scale_in_one_pass_with_the_same_losses(llm_di
 
 def _build_all(llm_dir, whisper_dir, **model_conf):
     """The tiny mode-all MS-LoRA model (8 scales) with ``model_conf`` overrides."""
-    import argparse
-
-    from conftest import model_config
-    from espnet_mtsk.tasks.avsr import AVSRTask
-
-    conf = model_config(llm_dir, whisper_dir, mode="all", lora="ms")
-    conf["model_conf"] = {**conf["model_conf"], **model_conf}
-    torch.manual_seed(0)
-    return AVSRTask.build_model(argparse.Namespace(**conf))
+    return build(llm_dir, whisper_dir, mode="all", lora="ms", model_conf=model_conf)
 
 
 def _drawn(model, batch, steps):
