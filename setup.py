@@ -9,9 +9,12 @@ setup(
     packages=find_packages(include=["espnet_mtsk", "espnet_mtsk.*"]),
     python_requires=">=3.10",
     install_requires=[
-        "espnet==202511",
+        # Upper bounds at the next major release, which nothing here is tested on.
+        "torch>=2.6,<3",  # safe_globals' (object, "name") pairs for weights_only checkpoint loading
+        "torchaudio>=2.6,<3",  # as torch: each release pins its torch
+        "espnet==202511",  # the trainer and task internals subclassed here change between releases
         "espnet_model_zoo",
-        "peft>=0.21",
+        "peft>=0.21,<1",
         "transformers>=5.24,<6",  # generate(cache=...), as in the 5.24 tested
         "sentencepiece",
         "jiwer",

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import yaml
 
-from espnet_mtsk.tasks.avsr import AVSRTask
+from espnet_mtsk.tasks.avsr import AVSRTask, freeze
 
 ROOT = Path(__file__).resolve().parents[1]
 # The benchmarks run as scripts (python bench/x.py); the recipe tooling
@@ -65,9 +65,7 @@ def build_model(
         args = AVSRTask.get_parser().parse_args(["--config", f.name])
     torch.manual_seed(0)
     model = AVSRTask.build_model(args)
-    for name in args.freeze_param:
-        for p in getattr(model, name).parameters():
-            p.requires_grad_(False)
+    freeze(model, args.freeze_param)
     return model
 
 

@@ -1,17 +1,41 @@
 """What the command-line tools share."""
 
+import dis
 import logging
 from typing import Callable, Dict, Optional
 
 
 def run_logged(work: Callable[[], object]) -> int:
-    """Runs a command's work: 0 when it succeeds; 1, with the error logged as
-    one line instead of a traceback, when it stops on bad input (these
-    errors name the file or utterance at fault)."""
+    """Runs a command's work: 0 when it succeeds; 1 when it stops on a
+    ValueError, FileNotFoundError or KeyError, logged as one line when it is
+    one of this project's input checks (these name the file or utterance at
+    fault), with its traceback otherwise (a bug, here or in a library).
+
+    An input check is an error that a ``raise`` statement of this project
+    (the packages espnet_mtsk and local, known by module name, as ``python
+    -m`` runs them, wherever they are installed) raised. Both are read where
+    the error began, in the innermost frame of its traceback: its module,
+    and the bytecode instruction it stopped at. That is RAISE_VARARGS for a
+    ``raise`` statement however many lines it spans, ``raise ... from e``
+    included (the project's message names the input), and the subscript or
+    call for an error raised within one: a dict lookup, ``int("x")``, a
+    library's code, the raise's own message failing to build. A library's
+    error re-raised (bare ``raise``, ``raise e``) keeps the library's frame
+    innermost, so it keeps its traceback too.
+    """
     try:
         work()
     except (ValueError, FileNotFoundError, KeyError) as e:
-        logging.error(str(e))
+        tb = e.__traceback__
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        scope = tb.tb_frame.f_globals
+        module = scope["__spec__"].name if scope.get("__spec__") else scope.get("__name__", "")
+        raised = tb.tb_frame.f_code.co_code[tb.tb_lasti] == dis.opmap["RAISE_VARARGS"]
+        if raised and module.split(".")[0] in ("espnet_mtsk", "local"):
+            logging.error(str(e))
+        else:
+            logging.exception(str(e))
         return 1
     return 0
 
@@ -26,3 +50,11 @@ def model_source(args) -> Dict[str, Optional[str]]:
         asr_model_file=args.asr_model_file,
         device="cuda" if args.ngpu > 0 else "cpu",
     )
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """``OPTION=VALUE`` of a command line (argparse ``type``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or not value:
+        raise ValueError(f"expected OPTION=VALUE, got {text!r}")
+    return key, value

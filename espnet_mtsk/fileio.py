@@ -8,7 +8,8 @@ a cost table can read the rates without the model's stack.
 import contextlib
 import os
 import re
-import tempfile
+import secrets
+import stat
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Optional, Tuple, Union
 
@@ -19,8 +20,9 @@ SAMPLE_RATE = 16000
 VIDEO_FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640
 
-# atomic_path's temporary names: "." + the target's name + "." + mkstemp's
-# 8 characters + the target's suffix.
+# atomic_path's temporary names: "." + the target's name + "." + 8 random
+# characters (hex digits; tempfile.mkstemp's made by earlier versions) + the
+# target's suffix.
 _TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}(?P<suffix>(\.[A-Za-z0-9]+)?)$")
 
 
@@ -28,12 +30,24 @@ _TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}(?P<suffix>(\.[A-Za-z0-
 def atomic_path(path: Union[str, Path]) -> Iterator[str]:
     """A temporary path beside ``path`` to write to; renamed to ``path`` when
     the block succeeds, removed when it fails, so a reader (or a resumed
-    run) never finds a half-written ``path``."""
+    run) never finds a half-written ``path``.
+
+    ``path`` gets the permissions ``open(path, "w")`` would give it: those
+    of the file it replaces, else 0666 less the umask (or as the folder's
+    default ACL says), so that a group shares what its runs write.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
+    # Created as open() creates a file, with mode 0666 that the kernel
+    # narrows by the umask or default ACL (mkstemp's 0600 hid every file
+    # from the group; reading the umask means setting it, which races with
+    # other threads). O_EXCL as mkstemp: a name in use is an error, never
+    # overwritten, and 32 random bits make that as good as impossible.
+    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}{path.suffix}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield tmp
+        with contextlib.suppress(FileNotFoundError):  # no file to replace
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -1,13 +1,14 @@
 """Local Hugging Face folders (and pretrained weight files): where they are,
-whether they are whole, and whether they are the ones a packed model was
-trained with.
+whether they are whole, and whether they are the ones a model was trained
+with.
 
 A packed model that does not carry a large pretrained folder records a
 *reference* to it (see ``espnet_mtsk.bin.pack``): the config option that
 names it, its path and origin (hub id or URL) on the packing machine, and a
 fingerprint of its weight files (size and sha256 of each). ``find_pretrained``
 finds the same weights on this machine or says which folder differs and
-where to get it.
+where to get it. A training records the same of every source it starts from
+(``espnet_mtsk.tasks.checkpoint.record_pretrained``).
 """
 
 import hashlib
@@ -40,14 +41,6 @@ def resolve_folder(path: str, required: Sequence[str], what: str) -> Path:
     if missing:
         raise FileNotFoundError(f"{what} folder {folder} lacks {', '.join(missing)}")
     return folder
-
-
-def key_value(text: str) -> Tuple[str, str]:
-    """``OPTION=VALUE`` of a command line (argparse ``type``)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key or not value:
-        raise ValueError(f"expected OPTION=VALUE, got {text!r}")
-    return key, value
 
 
 def total_size(path: Path) -> int:
@@ -83,6 +76,12 @@ def fingerprint(path: Path) -> Dict[str, Dict]:
     }
 
 
+def weights_record(path: Path) -> Dict:
+    """What ``differences`` compares a place with: the ``kind`` of ``path``
+    (file or folder) and the ``fingerprint`` of its ``weights``."""
+    return {"kind": "file" if path.is_file() else "folder", "weights": fingerprint(path)}
+
+
 def _cache_file() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "espnet_mtsk" / "sha256.json"
@@ -107,6 +106,9 @@ def sha256(path: Path) -> str:
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 24), b""):
             digest.update(block)
+    # Every training hashes its sources: entries of files gone (a test's
+    # or an experiment's copies) would pile up.
+    cache = {k: v for k, v in cache.items() if os.path.exists(k)}
     cache[key] = {"stamp": stamp, "sha256": digest.hexdigest()}
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -116,8 +118,10 @@ def sha256(path: Path) -> str:
     return cache[key]["sha256"]
 
 
-def _differences(reference: Dict, candidate: Path) -> List[str]:
-    """Why ``candidate`` does not hold the reference's weights (empty: it does)."""
+def differences(reference: Dict, candidate: Path, recorder: str = "the packed model") -> List[str]:
+    """Why ``candidate`` does not hold the weights of ``reference`` (a
+    ``weights_record``) that ``recorder`` recorded: "not found", or one entry
+    per weight file that differs (empty: it does)."""
     if not candidate.exists():
         return ["not found"]
     folder = candidate if candidate.is_dir() else candidate.parent
@@ -131,11 +135,11 @@ def _differences(reference: Dict, candidate: Path) -> List[str]:
         if f is None or not f.is_file():
             problems.append(f"{name} missing")
         elif f.stat().st_size != want["size"]:
-            problems.append(f"{name} has {f.stat().st_size} bytes, the packed model's {want['size']}")
+            problems.append(f"{name} has {f.stat().st_size} bytes, {recorder}'s {want['size']}")
     if problems:
         return problems
     return [
-        f"{name}: sha256 {sha256(files[name])[:12]}... differs from the packed model's {want['sha256'][:12]}..."
+        f"{name}: sha256 {sha256(files[name])[:12]}... differs from {recorder}'s {want['sha256'][:12]}..."
         for name, want in reference["weights"].items()
         if sha256(files[name]) != want["sha256"]
     ]
@@ -182,7 +186,7 @@ def find_pretrained(reference: Dict, given: Optional[str] = None) -> str:
             candidates.append(snapshot)
     tried = []
     for candidate in candidates:
-        problems = _differences(reference, candidate)
+        problems = differences(reference, candidate)
         if not problems:
             return str(candidate)
         tried.append(f"  {candidate}: {'; '.join(problems)}")

@@ -238,8 +238,14 @@ class ESPnetMTSKModel(AbsESPnetModel):
         loss = torch.stack(losses).mean()
         stats["loss"] = loss.detach()
         stats["acc"] = torch.stack(accs).mean().detach()
-        # ESPnet's data-parallel path gathers 1-d tensors from every device.
-        return force_gatherable((loss, stats, text.size(0)), loss.device)
+        # The weight is what the loss averages over: the target tokens, each
+        # transcript's and its end token. ESPnet's distributed trainer
+        # weights every rank's loss by it, so ranks that split a batch
+        # train on the mean over the whole batch's tokens, as one process
+        # does. ESPnet's data-parallel path gathers 1-d tensors from every
+        # device.
+        tokens = text_lengths.sum() + text.size(0)
+        return force_gatherable((loss, stats, tokens), loss.device)
 
     def collect_feats(self, **kwargs) -> Dict[str, torch.Tensor]:
         # Encoders take raw inputs: there are no features to normalise.

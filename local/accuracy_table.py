@@ -17,6 +17,7 @@ test set, decoder tokens per second, RTF and trainable parameters.
 
     python -m local.accuracy_table --exp_dir exp --data_dir dump/raw \
         --test_sets test_clean test_snr0 --scales a3 v3 a3_v3 --out results.md TAG... \
+        [--decode_tag decode_decode_valid.acc.ave] \
         [--baselines exp/asr_zip_espnet_a2_v1 exp/asr_zip_espnet_a12_v6]
 """
 
@@ -25,7 +26,7 @@ import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import yaml
 from scipy import stats
@@ -59,9 +60,27 @@ def check_finished(exp: Path) -> None:
         raise ValueError(f"{exp / 'train.log'} has no accounting line: did training finish?")
 
 
-def collect(exp_dir: Path, data_dir: Path, tags: List[str], test_sets: List[str]):
+def decoding(exp: Path, decode_tag: Optional[str]) -> Path:
+    """The folder of ``exp``'s decoding to score: ``exp/<decode_tag>``, or
+    with no tag its only ``decode_*`` folder. avsr.sh makes one per
+    inference config and model (decode_<config>_<model>), so with several
+    and none named, none is picked: an error lists them."""
+    decodes = sorted(p.name for p in exp.glob("decode_*") if p.is_dir())
+    if decode_tag:
+        if not (exp / decode_tag).is_dir():
+            raise ValueError(f"{exp / decode_tag}: no such decoding (there are {' '.join(decodes) or 'none'})")
+        return exp / decode_tag
+    if not decodes:
+        raise ValueError(f"{exp} has no decode_* directory: run stage 12 first")
+    if len(decodes) > 1:
+        raise ValueError(f"{exp} has {len(decodes)} decodings, {' '.join(decodes)}: name one with --decode_tag")
+    return exp / decodes[0]
+
+
+def collect(exp_dir: Path, data_dir: Path, tags: List[str], test_sets: List[str], decode_tag: Optional[str] = None):
     """(WERs as {(test set, compressor, variant, scale): {seed: WER}}, the
-    epochs every experiment trained). Models trained for different lengths
+    epochs every experiment trained), from each experiment's decoding
+    ``decode_tag`` (see ``decoding``). Models trained for different lengths
     (config.yaml's max_epoch) are not one comparison: an error naming them."""
     wers: Dict[Tuple, Dict[int, float]] = defaultdict(dict)
     epochs: Dict[int, List[str]] = defaultdict(list)
@@ -72,15 +91,13 @@ def collect(exp_dir: Path, data_dir: Path, tags: List[str], test_sets: List[str]
         epochs[conf.get("max_epoch")].append(tag)
         compressor, variant, scales = variant_of(conf)
         seed = conf.get("seed", 0)
-        decodes = sorted(exp.glob("decode_*"))
-        if not decodes:
-            raise ValueError(f"{exp} has no decode_* directory: run stage 12 first")
+        decode_dir = decoding(exp, decode_tag)
         for test_set in test_sets:
             for scale in scales:
                 key = test_set, compressor, variant, scale
                 if seed in wers[key]:
                     raise ValueError(f"{exp}: a second {variant} {compressor} model with seed {seed}")
-                score = score_dir(data_dir / test_set / "text", decodes[0] / test_set / scale, test_set, scale)
+                score = score_dir(data_dir / test_set / "text", decode_dir / test_set / scale, test_set, scale)
                 wers[key][seed] = score.wer
     if len(epochs) > 1:
         raise ValueError("models trained for different epochs: " + "; ".join(
@@ -270,11 +287,13 @@ def main(cmd=None):
     parser.add_argument("--scales", nargs="+", required=True, help="row order")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--command", default="", help="the command that regenerates the table")
+    parser.add_argument("--decode_tag", help="each experiment's decoding to score, as avsr.sh names it "
+                        "(decode_<inference config>_<model>); default: its only decode_* folder")
     parser.add_argument("--baselines", nargs="*", type=Path, default=[],
                         help="avsr.sh stage-16 folders of ESPnet models (espnet_mtsk.baselines)")
     parser.add_argument("tags", nargs="+", help="experiments exp_dir/asr_<tag>")
     args = parser.parse_args(cmd)
-    wers, epochs = collect(args.exp_dir, args.data_dir, args.tags, args.test_sets)
+    wers, epochs = collect(args.exp_dir, args.data_dir, args.tags, args.test_sets, args.decode_tag)
     text = markdown(wers, args.test_sets, args.scales, args.command, epochs)
     if args.baselines:
         text += "\n".join(baseline_table(score_baselines(args.baselines, args.data_dir, args.test_sets), args.test_sets)) + "\n"

@@ -8,6 +8,13 @@ drops utterances outside the range or with an empty transcript. Every dropped
 utterance is logged with its reason; nothing is dropped silently. Lists are
 written atomically (``fileio.write_data_dir``), so a killed run leaves each
 list whole.
+
+``wav.scp`` may list Kaldi pipes (``sox ... |``) and the dir may have a
+``segments`` file (its utterance ids are those of the other lists): such
+audio is written out as 16 kHz mono PCM16 wavs under ``<dst>/data``, as
+ESPnet's format_wav_scp does, because training reads ``wav.scp`` with
+ESPnet's ``sound`` type, which reads neither. Plain files are listed as
+they are.
 """
 
 import argparse
@@ -17,13 +24,18 @@ from pathlib import Path
 import soundfile
 from espnet2.fileio.read_text import read_2columns_text
 
-from espnet_mtsk.fileio import SAMPLE_RATE, write_data_dir
+from espnet_mtsk.data.scp import AudioDirReader
+from espnet_mtsk.fileio import SAMPLE_RATE, to_pcm16, write_data_dir, write_wav
 
-LISTS = ("wav.scp", "video.scp", "text", "utt2spk")
+LISTS = ("video.scp", "text", "utt2spk")
 
 
 def format_dir(src: Path, dst: Path, min_duration: float, max_duration: float) -> int:
     tables = {name: read_2columns_text(src / name) for name in LISTS if (src / name).exists()}
+    audio = AudioDirReader(src) if (src / "wav.scp").exists() else None
+    if audio is not None:
+        # None for a pipe or a segment: its audio is written out below.
+        tables["wav.scp"] = {utt: audio.file(utt) for utt in audio}
     if "text" not in tables or not ({"wav.scp", "video.scp"} & set(tables)):
         raise FileNotFoundError(f"{src} needs text and wav.scp and/or video.scp")
     keys = set.intersection(*(set(t) for t in tables.values()))
@@ -32,20 +44,29 @@ def format_dir(src: Path, dst: Path, min_duration: float, max_duration: float) -
             logging.warning(f"{src}: dropping {utt}: not in every list (found in {name})")
     durations = {}
     for utt in sorted(keys):
-        if "wav.scp" in tables:
+        wave = None
+        if audio is not None:
             path = tables["wav.scp"][utt]
-            info = soundfile.info(path)
-            if info.samplerate != SAMPLE_RATE or info.channels != 1:
-                raise ValueError(
-                    f"{utt}: {path} is {info.samplerate} Hz with {info.channels} "
-                    f"channels; 16 kHz mono is expected"
-                )
-            durations[utt] = info.frames / info.samplerate
+            if path is None:
+                wave = to_pcm16(audio[utt])
+                durations[utt] = len(wave) / SAMPLE_RATE
+            else:
+                info = soundfile.info(path)
+                if info.samplerate != SAMPLE_RATE or info.channels != 1:
+                    raise ValueError(
+                        f"{utt}: {path} is {info.samplerate} Hz with {info.channels} "
+                        f"channels; 16 kHz mono is expected"
+                    )
+                durations[utt] = info.frames / info.samplerate
         if not tables["text"][utt].strip():
             logging.warning(f"{src}: dropping {utt}: empty transcript")
         elif utt in durations and not min_duration <= durations[utt] <= max_duration:
             logging.warning(f"{src}: dropping {utt}: {durations[utt]:.2f} s out of range")
         else:
+            if wave is not None:
+                tables["wav.scp"][utt] = str(dst / "data" / f"{utt}.wav")
+                (dst / "data").mkdir(parents=True, exist_ok=True)
+                write_wav(tables["wav.scp"][utt], wave)
             continue
         keys.discard(utt)
     kept = {name: {k: table[k] for k in keys} for name, table in tables.items()}

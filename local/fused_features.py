@@ -1,7 +1,9 @@
 """Fused audio-visual features for ESPnet's ASR task (the conventional AVSR
 baseline): the frozen audio and video encoders of a trained espnet-mtsk
 model, each average-pooled to one common frame rate and concatenated per
-frame, as ESPnet's egs2/lrs3/avsr1 trains on AV-HuBERT features.
+frame, as ESPnet's egs2/lrs3/avsr1 trains on AV-HuBERT features. Only
+the encoders are loaded (``AVSRTask.build_encoders_from_file``): the
+LLM's folder is not read.
 
     python -m local.fused_features --asr_train_config exp/x/config.yaml \\
         --asr_model_file exp/x/valid.acc.ave.pth --rates a2_v1 a12_v6 \\
@@ -15,9 +17,10 @@ Writes ``<out_dir>/<rates>/<set>/`` with ``feats.scp`` + ``feats.ark``
 encoder outputs of ``espnet_mtsk.bin.dump_encoded``) the audio comes from
 those arrays, one output utterance per variant (``<utt>``, then
 ``<utt>-noisy1``, ...), so training sees the clean and noisy variants the
-Matryoshka model trained on. Without it the audio encoder runs on
-``wav.scp`` and ``encode_seconds`` holds each utterance's share of the
-encoders' wall time, which the decoding's real-time factor includes.
+Matryoshka model trained on. Without it the audio encoder runs on the
+data dir's audio (files, pipes or ``segments``: ``AudioDirReader``) and
+``encode_seconds`` holds each utterance's share of the encoders' wall
+time, which the decoding's real-time factor includes.
 """
 
 import argparse
@@ -32,14 +35,13 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import kaldiio
 import numpy as np
 import torch
-import yaml
 from espnet2.fileio.read_text import read_2columns_text
 
-from espnet_mtsk.bin.dump_encoded import read_speech
 from espnet_mtsk.cli import run_logged
 from espnet_mtsk.compress import AvgPoolCompressor
 from espnet_mtsk.cost import encoder_frame_rates
 from espnet_mtsk.data.encoded import read_variants_scp
+from espnet_mtsk.data.scp import AudioDirReader
 from espnet_mtsk.data.video import VideoScpReader
 from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, write_lines
 from espnet_mtsk.scales import Scale, parse_scale
@@ -96,17 +98,16 @@ def padded(arrays: Sequence[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def write_set(args: argparse.Namespace) -> None:
-    model, train_args = AVSRTask.build_model_from_file(args.asr_train_config, args.asr_model_file)
-    model.eval()
-    with open(args.asr_train_config, encoding="utf-8") as f:
-        scales = fusion_scales(args.rates, encoder_frame_rates(yaml.safe_load(f)))
-    preprocess = AVSRTask.build_preprocess_fn(train_args, False)
+    encoders, train_args = AVSRTask.build_encoders_from_file(args.asr_train_config, args.asr_model_file)
+    encoders.eval()
+    scales = fusion_scales(args.rates, encoder_frame_rates(vars(train_args)))
+    preprocess = AVSRTask.build_preprocess_fn(train_args, False, text=False)
     data_dir = Path(args.data_dir)
     name = args.name or data_dir.name
     texts = read_2columns_text(str(data_dir / "text"))
     video_reader = VideoScpReader(str(data_dir / "video.scp"))
     variants = read_variants_scp(args.encoded_scp) if args.encoded_scp else None
-    wavs = None if variants else read_2columns_text(str(data_dir / "wav.scp"))
+    wavs = None if variants else AudioDirReader(data_dir)
     outs = {s.id: Path(args.out_dir) / s.id / name for s in scales}
     tmps = {k: v.with_name(f".{v.name}.tmp") for k, v in outs.items()}
     for tmp in tmps.values():
@@ -122,10 +123,10 @@ def write_set(args: argparse.Namespace) -> None:
         vx, vl = padded(frames)
         clock = time.perf_counter()
         with torch.no_grad():
-            video = model.encode(video=vx, video_lengths=vl, modalities=["video"])["video"]
+            video = encoders("video", vx, vl)
             if variants is None:
-                waves = [read_speech(uid, wavs[uid]) for uid in batch]
-                audio = [model.encode(*padded(waves), modalities=["audio"])["audio"]]
+                waves = [wavs[uid] for uid in batch]
+                audio = [encoders("audio", *padded(waves))]
                 ids = [batch]
                 seconds = [len(w) / SAMPLE_RATE for w in waves]
             else:

@@ -1,8 +1,11 @@
 """Shared fixtures: tiny stand-in models built once per test session."""
 
 import itertools
+import os
 import shutil
+import signal
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -147,3 +150,41 @@ def make_batch(tokenizer, n=2, seconds=(1.0, 0.68), seed=0):
         text=torch.tensor([x + [-1] * (width - len(x)) for x in ids]),
         text_lengths=torch.tensor([len(x) for x in ids]),
     ), texts
+
+
+def _descendants(pid):
+    """The processes below ``pid``, read from /proc."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    # The name field may hold spaces: the parent follows its ")".
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        children = [c for c, p in parents.items() if p == parent]
+        found += children
+        todo += children
+    return found
+
+
+def kill_when_logged(command, log, marker, env, timeout=180):
+    """Runs ``command`` with its output in the file ``log`` until ``marker``
+    appears there, then kills it and every process it started at once, as a
+    lost machine or job ends them (torchrun starts each rank in a session
+    of its own: killing its process group would leave the ranks running).
+    Returns the command's return code."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + timeout
+        while marker not in Path(log).read_text():
+            assert proc.poll() is None, Path(log).read_text()[-3000:]
+            assert time.time() < deadline, Path(log).read_text()[-3000:]
+            time.sleep(0.02)
+        for pid in [proc.pid, *_descendants(proc.pid)]:
+            os.kill(pid, signal.SIGKILL)
+        return proc.wait()

@@ -7,8 +7,8 @@ import torch
 import yaml
 
 from conftest import model_config
-from espnet_mtsk.tasks.avsr import AVSRTask
-from espnet_mtsk.tasks.checkpoint import freeze, leave_out_of_state_dict, pretrained_keys, pretrained_sources
+from espnet_mtsk.tasks.avsr import AVSRTask, freeze
+from espnet_mtsk.tasks.checkpoint import leave_out_of_state_dict, pretrained_keys, pretrained_sources
 from espnet_mtsk.tasks.trainer import atomic_torch_save
 
 LLM_BASE = "llm.model.base_model.model.model."
@@ -55,7 +55,7 @@ def test_checkpoint_holds_what_trained_and_loads_back(tmp_path, llm_dir, whisper
     state = loaded.state_dict()
     assert sorted(state) == sorted(full)
     different = [k for k in full if not torch.equal(state[k], full[k])]
-    # Including the LLM's frozen rows for the added tokens, drawn when built.
+    # Including the LLM's frozen rows for the added tokens, rebuilt from its table.
     assert different == []
 
 

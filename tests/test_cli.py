@@ -1,7 +1,12 @@
-"""The ESPnet entry points end to end: collect stats, train, decode."""
+"""The ESPnet entry points end to end: collect stats, train, decode; how
+the command-line tools report an error."""
 
+import importlib.machinery
+import logging
 import subprocess
 import sys
+import textwrap
+import types
 
 import numpy as np
 import pytest
@@ -9,6 +14,8 @@ import soundfile
 import yaml
 
 from conftest import SENTENCES, TINY_VIDEO
+from espnet_mtsk.cli import run_logged
+from espnet_mtsk.fileio import read_wav
 
 
 def _run(module, *args):
@@ -130,3 +137,100 @@ def test_train_then_decode(tmp_path, llm_dir, whisper_dir):
         for scale in ("a2_v2", "a4_v2")
     }
     assert all(a > b for a, b in zip(tokens["a2_v2"], tokens["a4_v2"]))
+
+
+def module(name, source, **names):
+    """A module called ``name`` (run_logged goes by it: espnet_mtsk.* and
+    local.* are this project's) made of ``source``, which sees ``names``."""
+    made = types.ModuleType(name)
+    made.__dict__.update(names)
+    exec(compile(textwrap.dedent(source), f"<{name}>", "exec"), made.__dict__)
+    return made
+
+
+# A library's raise statement and a lookup of its own.
+LIBRARY = module("somelib", """
+    def parse(text):
+        raise ValueError(f"cannot parse {text!r}")
+
+    def lookup(key):
+        return {}[key]
+""")
+PROJECT = module("espnet_mtsk.checks", """
+    def one_line(path):
+        raise ValueError(f"{path}: bad header")
+
+    def several_lines(path):
+        raise FileNotFoundError(
+            f"{path}: "
+            "no such list"
+        )
+
+    def wrapped(path):
+        try:
+            somelib.parse(path)
+        except ValueError as e:
+            raise ValueError(f"{path}: not a number ({e})") from e
+
+    def lookup(table, key):
+        return table[key]
+
+    def number(text):
+        return int(text)
+
+    def in_the_message(text):
+        raise ValueError(f"{text}: {int(text)} is out of range")
+
+    def library(text):
+        return somelib.parse(text)
+
+    def reraised(text):
+        try:
+            somelib.lookup(text)
+        except KeyError as e:
+            raise e
+""", somelib=LIBRARY)
+LOCAL = module("local.checks", """
+    def one_line(utt):
+        raise KeyError(f"utterance {utt} has no text")
+""")
+# A module that `python -m local.tool` runs: called __main__, its spec names it.
+MAIN = module("__main__", """
+    def check():
+        raise ValueError("--rates a2: needs a video rate")
+""", __spec__=importlib.machinery.ModuleSpec("local.tool", None))
+
+
+@pytest.mark.parametrize("work, message", [
+    (lambda: PROJECT.one_line("a.scp"), "a.scp: bad header"),
+    (lambda: PROJECT.several_lines("a.scp"), "a.scp: no such list"),
+    (lambda: PROJECT.wrapped("x"), "x: not a number (cannot parse 'x')"),
+    (lambda: LOCAL.one_line("u1"), "'utterance u1 has no text'"),
+    (MAIN.check, "--rates a2: needs a video rate"),
+], ids=["raise", "multi-line raise", "raise from", "local", "python -m"])
+def test_run_logged_reports_the_projects_input_checks_in_one_line(caplog, work, message):
+    assert run_logged(work) == 1
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and record.getMessage() == message and record.exc_info is None
+
+
+def test_run_logged_reports_a_real_input_check_in_one_line(caplog, tmp_path):
+    soundfile.write(tmp_path / "8k.wav", np.zeros(800, np.int16), 8000)
+    assert run_logged(lambda: read_wav(str(tmp_path / "8k.wav"))) == 1
+    [record] = caplog.records
+    assert "8k.wav: expected 16 kHz mono" in record.getMessage() and record.exc_info is None
+
+
+@pytest.mark.parametrize("work, error", [
+    (lambda: PROJECT.lookup({}, "a"), KeyError),
+    (lambda: PROJECT.number("x"), ValueError),
+    (lambda: PROJECT.in_the_message("x"), ValueError),
+    (lambda: PROJECT.library("x"), ValueError),
+    (lambda: PROJECT.reraised("k"), KeyError),
+    (lambda: {}["a"], KeyError),
+], ids=["dict lookup", "int()", "error in a raise's message", "library raise", "library error re-raised",
+        "not project code"])
+def test_run_logged_shows_the_traceback_of_any_other_error(caplog, work, error):
+    assert run_logged(work) == 1
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and record.exc_info[0] is error

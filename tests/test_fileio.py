@@ -1,5 +1,8 @@
 """fileio: atomic writes and their clean-up, Kaldi data dirs, media -> 16 kHz."""
 
+import os
+import stat
+
 import numpy as np
 import pytest
 
@@ -26,6 +29,41 @@ def test_atomic_path_leaves_the_old_file_when_writing_fails(tmp_path):
             raise RuntimeError("killed")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["list.txt"]
+
+
+@pytest.fixture
+def umask():
+    """Sets the process's umask for the test; restores it after."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)],
+                         ids=["umask022", "umask077", "umask002"])
+def test_atomic_files_get_the_mode_a_plain_open_gives(tmp_path, umask, mask, expected):
+    # A model trained under umask 022 is readable by the rest of its group.
+    umask(mask)
+    write_wav(tmp_path / "x.wav", np.zeros(160, np.int16))
+    with atomic_path(tmp_path / "model.pth") as tmp, open(tmp, "wb") as f:
+        f.write(b"weights")
+    with open(tmp_path / "plain", "wb"):
+        pass
+    assert mode(tmp_path / "plain") == expected
+    assert mode(tmp_path / "x.wav") == mode(tmp_path / "model.pth") == expected
+
+
+def test_an_overwritten_file_keeps_its_mode(tmp_path, umask):
+    target = tmp_path / "list.txt"
+    target.write_text("old\n")
+    target.chmod(0o640)
+    with atomic_path(target) as tmp:
+        open(tmp, "w").write("new\n")
+    assert target.read_text() == "new\n" and mode(target) == 0o640
 
 
 def test_remove_temp_files_takes_only_atomic_leftovers(tmp_path):

@@ -59,6 +59,26 @@ def test_one_node_runs_without_srun(tmp_path):
     assert "--dist_launcher" not in command
 
 
+def test_cpu_ranks_run_espnet_distributed_training_through_torchrun(tmp_path):
+    proc = stage_11(tmp_path, "slurm", "--num_cpu_ranks", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _, command = submitted(tmp_path)
+    threads = max(len(os.sched_getaffinity(0)) // 2, 1)
+    assert command[:10] == [
+        "env", f"OMP_NUM_THREADS={threads}", "python3", "-m", "torch.distributed.run", "--standalone",
+        "--nproc_per_node", "2", "-m", "espnet_mtsk.bin.avsr_train",
+    ]
+    flags = dict(zip(command, command[1:]))
+    assert flags["--ngpu"] == "0" and flags["--dist_backend"] == "gloo"
+    assert "--multiprocessing_distributed" not in flags
+
+
+def test_cpu_ranks_are_for_cpu_training(tmp_path):
+    proc = stage_11(tmp_path, "slurm", "--num_cpu_ranks", "2", "--ngpu", "1")
+    assert proc.returncode != 0
+    assert "--num_cpu_ranks is for CPU training on one machine" in proc.stderr
+
+
 def test_several_nodes_need_the_slurm_backend(tmp_path):
     proc = stage_11(tmp_path, "local", "--num_nodes", "2", "--ngpu", "8")
     assert proc.returncode != 0

@@ -3,29 +3,34 @@ with the same command resumes from the last epoch's checkpoint and finishes;
 its checkpoints hold what trained, and their average decodes."""
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import torch
 import yaml
 
-from conftest import SENTENCES, model_config
+from conftest import SENTENCES, kill_when_logged, model_config
 from espnet_mtsk.bin.avsr_inference import AVSR2Text
 from test_cli import _data_args, _datadir
 
 MAX_EPOCH = 3
 
 
-def _command(tmp_path, llm_dir, whisper_dir):
-    # Enough batches that the kill lands well inside the second epoch.
-    train = _datadir(tmp_path / "train", SENTENCES[:32], np.random.default_rng(0))
-    valid = _datadir(tmp_path / "valid", SENTENCES[:4], np.random.default_rng(1))
-    config = {
-        **model_config(llm_dir, whisper_dir, lora="ms"),
+def training_command(tmp_path, llm_dir, whisper_dir, exp, utterances=32, launcher=(), model_conf=None, **config):
+    """The command line of a LoRA training of the tiny model (MS-LoRA, batch
+    1 unless ``config`` says otherwise) on ``utterances`` training
+    utterances made once under ``tmp_path``, started by ``launcher`` (e.g.
+    torchrun's module and options), writing to ``exp``."""
+    train, valid = tmp_path / "train", tmp_path / "valid"
+    if not train.exists():
+        _datadir(train, SENTENCES[:utterances], np.random.default_rng(0))
+        _datadir(valid, SENTENCES[:4], np.random.default_rng(1))
+    conf = {
+        **model_config(llm_dir, whisper_dir, lora=config.pop("lora", "ms")),
         "freeze_param": ["encoders"],
         "save_strategy": "required_grad_only",
         "optim": "adamw",
@@ -37,16 +42,18 @@ def _command(tmp_path, llm_dir, whisper_dir):
         "log_interval": 1,
         "best_model_criterion": [["valid", "acc", "max"]],
         "keep_nbest_models": MAX_EPOCH,
+        **config,
     }
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(config))
+    conf["model_conf"].update(model_conf or {})
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(conf))
     # The unsorted sampler reads only the utterance ids of its "shape" file.
     return [
-        sys.executable, "-m", "espnet_mtsk.bin.avsr_train", "--config", str(tmp_path / "train.yaml"),
+        sys.executable, "-m", *launcher, "espnet_mtsk.bin.avsr_train", "--config", str(tmp_path / "train.yaml"),
         "--ngpu", "0", "--use_matplotlib", "false", "--resume", "true",
         *_data_args("--train_data_path_and_name_and_type", train),
         *_data_args("--valid_data_path_and_name_and_type", valid),
         "--train_shape_file", str(train / "wav.scp"), "--valid_shape_file", str(valid / "wav.scp"),
-        "--output_dir", str(tmp_path / "exp"),
+        "--output_dir", str(exp),
     ]
 
 
@@ -55,29 +62,25 @@ def _digest(path):
 
 
 def test_killed_training_resumes_and_finishes(tmp_path, llm_dir, whisper_dir):
-    command = _command(tmp_path, llm_dir, whisper_dir)
     exp = tmp_path / "exp"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    log = tmp_path / "first.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 120
-        while "2epoch:train:2-2batch" not in log.read_text():
-            assert proc.poll() is None, log.read_text()[-3000:]
-            assert time.time() < deadline, log.read_text()[-3000:]
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    # Enough batches that the kill lands well inside the second epoch.
+    command = training_command(tmp_path, llm_dir, whisper_dir, exp)
+    env = dict(os.environ, OMP_NUM_THREADS="1", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    returncode = kill_when_logged(command, tmp_path / "first.log", "2epoch:train:2-2batch", env)
+    assert returncode == -signal.SIGKILL
     assert not (exp / "2epoch.pth").exists()
     assert torch.load(exp / "checkpoint.pth", weights_only=False)["reporter"]["epoch"] == 1
     first_epoch = _digest(exp / "1epoch.pth")
+    # Resuming checks the folders against the record the start wrote.
+    record = (exp / "pretrained_fingerprints.json").read_text()
+    assert sorted(r["option"] for r in json.loads(record)) == ["audio_encoder_conf.model_dir", "llm_conf.model_dir"]
 
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "The training was resumed using" in proc.stderr
     assert "1epoch:train" not in proc.stderr and f"{MAX_EPOCH}epoch:train" in proc.stderr
     assert _digest(exp / "1epoch.pth") == first_epoch
+    assert (exp / "pretrained_fingerprints.json").read_text() == record
     states = torch.load(exp / "checkpoint.pth", weights_only=False)
     assert states["reporter"]["epoch"] == MAX_EPOCH
     assert not list(exp.glob("*.tmp"))

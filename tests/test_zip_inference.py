@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile
+import torch
 import yaml
 from espnet2.tasks.asr import ASRTask
 
@@ -97,3 +98,15 @@ def test_features_need_their_duration(packed, tmp_path, caplog):
                              "--data_path_and_name_and_type", f"{tmp_path}/feats.scp,speech,npy"])
     assert rc == 1 and "u0: features (30, 20) need --speech_seconds" in caplog.text
     assert zip_inference.main(["--output_dir", str(tmp_path / "o"), "--data_path_and_name_and_type", "x,speech,sound"]) == 1
+
+
+def test_trainable_parameters_are_those_freeze_param_leaves():
+    model = torch.nn.Module()
+    model.enc = torch.nn.Linear(2, 3)  # 9 parameters
+    model.enc2 = torch.nn.Linear(3, 1)  # 4
+    model.dec = torch.nn.Sequential(torch.nn.Linear(1, 1), torch.nn.Linear(1, 2))  # 2 + 4
+    counts = zip_inference.count_parameters
+    assert counts(model, []) == {"parameters": 19, "trainable_parameters": 19}
+    # A name freezes itself and what lies under "name.", not "name2".
+    assert counts(model, ["enc"])["trainable_parameters"] == 10
+    assert counts(model, ["dec.1", "enc2.bias"])["trainable_parameters"] == 14

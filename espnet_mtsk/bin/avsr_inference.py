@@ -26,8 +26,8 @@ from espnet2.utils.types import str2bool, str2triple_str, str_or_none
 from typeguard import typechecked
 
 from espnet_mtsk.budget import choose_scale, read_scale_table
+from espnet_mtsk.cli import key_value
 from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS
-from espnet_mtsk.hf_folder import key_value
 from espnet_mtsk.tasks.avsr import AVSRTask
 
 
@@ -40,9 +40,11 @@ class AVSR2Text:
         'bin blue at f two now'
 
     ``pretrained_dirs`` ({config option: path}) says where a pretrained
-    folder of the config is on this machine (see
-    ``AVSRTask.build_model_from_file``); ``av_tolerance`` replaces the
-    largest audio/video duration gap the training config accepts.
+    folder of the config is on this machine, and
+    ``accept_pretrained_changes`` lets through one whose weights differ from
+    those the training started from (see ``AVSRTask.build_model_from_file``);
+    ``av_tolerance`` replaces the largest audio/video duration gap the
+    training config accepts.
     """
 
     @typechecked
@@ -60,9 +62,10 @@ class AVSR2Text:
         scale_table: Optional[str] = None,
         pretrained_dirs: Optional[Dict[str, str]] = None,
         av_tolerance: Optional[float] = None,
+        accept_pretrained_changes: bool = False,
     ):
         model, train_args = AVSRTask.build_model_from_file(
-            asr_train_config, asr_model_file, device, pretrained_dirs
+            asr_train_config, asr_model_file, device, pretrained_dirs, accept_pretrained_changes
         )
         self.model = model.eval()
         if av_tolerance is not None:
@@ -215,6 +218,7 @@ def inference(
     budget_rtf: Optional[float],
     scale_table: Optional[str],
     pretrained_dir: Sequence[Tuple[str, str]],
+    accept_pretrained_changes: bool,
     allow_variable_data_keys: bool,
 ):
     logging.basicConfig(
@@ -236,6 +240,7 @@ def inference(
         budget_rtf=budget_rtf,
         scale_table=scale_table,
         pretrained_dirs=dict(pretrained_dir),
+        accept_pretrained_changes=accept_pretrained_changes,
     )
     loader = AVSRTask.build_streaming_iterator(
         data_path_and_name_and_type,
@@ -304,7 +309,7 @@ def get_parser():
     group.add_argument("--asr_train_config", type=str)
     group.add_argument("--asr_model_file", type=str)
     group.add_argument("--model_tag", type=str, help="A packed model: tag, URL or zip")
-    add_pretrained_dir_argument(group)
+    add_pretrained_arguments(group)
     group = parser.add_argument_group("Decoding related")
     group.add_argument(
         "--scale", type=str_or_none, default=None,
@@ -334,12 +339,20 @@ def get_parser():
     return parser
 
 
-def add_pretrained_dir_argument(parser) -> None:
+def add_pretrained_arguments(parser) -> None:
+    """``--pretrained_dir`` and ``--accept_pretrained_changes``, as every
+    decoding command takes them."""
     parser.add_argument(
         "--pretrained_dir", type=key_value, action="append", default=[], metavar="OPTION=PATH",
         help="where a pretrained folder or file of the model's config is on this "
         "machine, e.g. llm_conf.model_dir=/data/Llama-3.2-1B (a packed model "
         "checks it holds the weights it was trained with)",
+    )
+    parser.add_argument(
+        "--accept_pretrained_changes", type=str2bool, default=False,
+        help="decode although the weights of a pretrained folder or file differ from "
+        "those the training started from (recorded in pretrained_fingerprints.json "
+        "beside --asr_model_file)",
     )
 
 

@@ -19,7 +19,10 @@ huggingface_hub's cache layout, or ``--origin OPTION=HUB_ID_OR_URL``) and the
 size and sha256 of each weight file. Loading the unpacked model finds the
 same weights there, in the hub cache or at ``--pretrained_dir OPTION=PATH``,
 or stops naming the option, what differs and where to get it
-(``espnet_mtsk.hf_folder.find_pretrained``).
+(``espnet_mtsk.hf_folder.find_pretrained``). A model file beside the record
+of its training (``pretrained_fingerprints.json``) is packed only with the
+weights that training started from, unless ``--accept_pretrained_changes
+true``.
 """
 
 import argparse
@@ -32,9 +35,12 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 from espnet2.main_funcs.pack_funcs import pack, unpack
+from espnet2.utils.types import str2bool
 
-from espnet_mtsk.hf_folder import fingerprint, hub_origin, key_value, total_size
-from espnet_mtsk.tasks.checkpoint import pretrained_sources, set_option
+from espnet_mtsk.cli import key_value
+from espnet_mtsk.hf_folder import hub_origin, total_size, weights_record
+from espnet_mtsk.tasks.avsr import set_option
+from espnet_mtsk.tasks.checkpoint import check_pretrained, pretrained_sources
 
 INLINE_MAX_MB = 200.0
 
@@ -83,10 +89,9 @@ def packed_config(
         else:
             origin, revision = hub_origin(path)
             reference.update(
-                kind="file" if path.is_file() else "folder",
+                weights_record(path),
                 origin=origins.get(source.option, origin),
                 revision=revision if source.option not in origins else None,
-                weights=fingerprint(path),
             )
         references.append(reference)
     out = vars(args)
@@ -101,12 +106,21 @@ def pack_model(
     options: List[Path],
     inline_max_mb: float = INLINE_MAX_MB,
     origins: Optional[Dict[str, str]] = None,
+    accept_pretrained_changes: bool = False,
 ) -> None:
+    """Packs ``config`` and ``model_file`` (and the files of ``options``)
+    into the zip ``outpath`` (see the module's description). Where the
+    model file's folder holds the record of its training, a source whose
+    weights differ from those the training started from is a ValueError,
+    unless ``accept_pretrained_changes`` (``check_pretrained``)."""
     files = [p.resolve() for p in (config, model_file, *options)]
     # ESPnet's unpack relocates the config and the model file only when they
     # were packed under relative paths: pack from their common folder.
     root = Path(os.path.commonpath([f.parent for f in files]))
-    conf, inline = packed_config(yaml.safe_load(config.read_text()), inline_max_mb, origins or {}, root)
+    values = yaml.safe_load(config.read_text())
+    sources = pretrained_sources(argparse.Namespace(**values))
+    check_pretrained(files[1].parent, sources, accept_pretrained_changes)
+    conf, inline = packed_config(values, inline_max_mb, origins or {}, root)
     packed = files[0].with_name("packed_config.yaml")
     packed.write_text(yaml.safe_dump(conf, sort_keys=False))
     outpath = outpath.resolve()
@@ -136,6 +150,12 @@ def main(cmd=None):
         "llm_conf.model_dir=meta-llama/Llama-3.2-1B (default: the hub id of a "
         "folder in huggingface_hub's cache)",
     )
+    parser.add_argument(
+        "--accept_pretrained_changes", type=str2bool, default=False,
+        help="pack although the weights of a pretrained folder or file differ from those "
+        "the training started from (recorded in pretrained_fingerprints.json beside "
+        "--asr_model_file)",
+    )
     parser.add_argument("--unpack", type=Path, help="a packed zip to unpack")
     parser.add_argument("--outdir", type=Path, help="where --unpack writes")
     args = parser.parse_args(cmd)
@@ -146,7 +166,7 @@ def main(cmd=None):
     else:
         pack_model(
             args.asr_train_config, args.asr_model_file, args.outpath, args.option,
-            args.inline_max_mb, dict(args.origin),
+            args.inline_max_mb, dict(args.origin), args.accept_pretrained_changes,
         )
 
 

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from espnet_mtsk.bin.avsr_inference import AVSR2Text, add_pretrained_dir_argument
+from espnet_mtsk.bin.avsr_inference import AVSR2Text, add_pretrained_arguments
 from espnet_mtsk.cli import model_source
 from espnet_mtsk.data.mouth_roi import MOUTH_SIZE, crop_mouth_file
 from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, decode_audio, from_pcm16
@@ -99,7 +99,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_tag", help="a packed model: zip, URL or espnet_model_zoo tag")
     parser.add_argument("--asr_train_config")
     parser.add_argument("--asr_model_file")
-    add_pretrained_dir_argument(parser)
+    add_pretrained_arguments(parser)
     parser.add_argument("--scale", default=None, help="scale id (e.g. a16_v5) or 'auto'")
     parser.add_argument("--budget_tokens_per_sec", type=float)
     parser.add_argument("--budget_rtf", type=float)
@@ -129,6 +129,7 @@ def main(cmd: Optional[List[str]] = None) -> int:
         budget_rtf=args.budget_rtf,
         scale_table=args.scale_table,
         pretrained_dirs=dict(args.pretrained_dir),
+        accept_pretrained_changes=args.accept_pretrained_changes,
         av_tolerance=args.av_tolerance,
     )
     failed = 0

@@ -33,14 +33,15 @@ from espnet2.utils.types import str2triple_str, str_or_none
 
 from espnet_mtsk.cli import model_source, run_logged
 from espnet_mtsk.fileio import SAMPLE_RATE
+from espnet_mtsk.tasks.checkpoint import frozen_by
 
 
 def count_parameters(model: torch.nn.Module, freeze_param: Sequence[str]) -> Dict[str, int]:
-    """All parameters, and those no ``freeze_param`` prefix names."""
+    """All parameters, and those ``freeze_param`` does not freeze."""
     total = trainable = 0
     for name, param in model.named_parameters():
         total += param.numel()
-        if not any(name == p or name.startswith(p + ".") for p in freeze_param):
+        if not frozen_by(name, freeze_param):
             trainable += param.numel()
     return {"parameters": total, "trainable_parameters": trainable}
 

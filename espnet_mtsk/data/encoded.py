@@ -7,6 +7,9 @@ is ``utt_id path [path ...]``: ``.npy`` arrays (T, D), one per variant of
 the utterance (clean, then noisy copies). Each read returns one variant,
 drawn at random, so training still sees clean and noisy audio in turn, but
 only the noise drawn when dumping, not fresh noise every epoch.
+``espnet_mtsk.bin.dump_encoded`` records what made the arrays in
+``provenance.json`` beside the scp and makes them again when its config
+changes; the reader, which sees no config, does not check it.
 Importing this module registers the type in ESPnet's ``DATA_TYPES``.
 """
 

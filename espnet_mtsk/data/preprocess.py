@@ -22,14 +22,16 @@ class AVSRPreprocessor:
     transcript; in training with a ``noise_scp``, noise mixed into
     ``speech``; with ``video_crop`` C > 0, ``video`` cut to (T, C, C).
     Errors name the utterance:
-    - an empty transcript;
+    - an empty transcript, or a transcript when there is no ``llm_dir``;
     - audio and video durations (S / 16000 s and T / 25 s) that differ by
       more than ``av_tolerance`` seconds (0.2 s by default: LRS3 clips differ
       by a frame or two, while a wrong pairing is off by far more);
     - video frames smaller than ``video_crop`` on either side.
 
     Args:
-        llm_dir: the LLM's HF folder, for its tokenizer.
+        llm_dir: the LLM's HF folder, for its tokenizer; None where no
+            text is tokenised (only the checks and the crop), so that no
+            LLM folder is read.
         av_tolerance: the largest accepted audio/video duration gap (s).
         noise_scp, noise_db_range, noise_apply_prob: training-time noise
             (ESPnet's options), see ``NoiseAugmenter``.
@@ -44,7 +46,7 @@ class AVSRPreprocessor:
     def __init__(
         self,
         train: bool,
-        llm_dir: str,
+        llm_dir: Optional[str],
         av_tolerance: float = 0.2,
         noise_scp: Optional[str] = None,
         noise_db_range: str = DEFAULT_DB_RANGE,
@@ -54,7 +56,7 @@ class AVSRPreprocessor:
         if video_crop < 0:
             raise ValueError(f"video_crop must be >= 0 (0: no crop), got {video_crop}")
         self.train = train
-        self.tokenizer = load_tokenizer(llm_dir)
+        self.tokenizer = None if llm_dir is None else load_tokenizer(llm_dir)
         self.av_tolerance = av_tolerance
         self.video_crop = video_crop
         self.noise = None
@@ -79,6 +81,10 @@ class AVSRPreprocessor:
         if self.noise is not None and "speech" in data:
             data["speech"] = self.noise(data["speech"], _rng())
         if "text" in data:
+            if self.tokenizer is None:
+                raise ValueError(
+                    f"{uid}: has a transcript, but no LLM folder (llm_dir) was given to tokenise it"
+                )
             text = data["text"].strip().lower()
             if not text:
                 raise ValueError(f"{uid}: empty transcript")

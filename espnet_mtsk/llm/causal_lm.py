@@ -12,6 +12,7 @@ never runs over the long audio-visual prefix.
 """
 
 import contextlib
+import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -30,6 +31,9 @@ PROMPTS = {
 IGNORE_ID = -100
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 AUTOCAST_CHOICES = ("auto", "bfloat16", "none")
+# Rows of an LLM's table summed at a time in float64: Llama 3.2 1B's whole
+# table would take 2 GB.
+_CHUNK_ROWS = 8192
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -56,6 +60,23 @@ def autocast_dtype(autocast: str, device: torch.device) -> Optional[torch.dtype]
 
 def _contiguous_inputs(module: torch.nn.Module, args: tuple) -> tuple:
     return tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args)
+
+
+def added_rows(table: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` float64 rows (count, D) for tokens added to ``table`` (V, D):
+    its mean row plus, for the i-th, a cosine of frequency i over the D
+    dimensions scaled to 1% of each dimension's spread, so that no two are
+    alike. The rows are frozen and left out of checkpoints, so they are a
+    function of the pretrained table alone: decoding rebuilds them bit for
+    bit whatever the random state or the transformers version."""
+    rows = table.detach()
+    total = sum(chunk.double().sum(0) for chunk in rows.split(_CHUNK_ROWS))
+    squares = sum(chunk.double().square().sum(0) for chunk in rows.split(_CHUNK_ROWS))
+    mean = total / rows.size(0)
+    spread = (squares / rows.size(0) - mean.square()).clamp(min=0).sqrt()
+    dims = torch.arange(rows.size(1), dtype=torch.float64)
+    freqs = torch.arange(1, count + 1, dtype=torch.float64)[:, None]
+    return mean + 0.01 * spread * torch.cos(math.pi * freqs * (dims + 0.5) / rows.size(1))
 
 
 def load_tokenizer(model_dir: str):
@@ -131,7 +152,13 @@ class HFCausalLM(AbsLLM):
         self.model = AutoModelForCausalLM.from_pretrained(
             str(folder), dtype=getattr(torch, dtype), attn_implementation=attn_implementation
         )
-        self.model.resize_token_embeddings(len(self.tokenizer))
+        known = self.model.get_input_embeddings().num_embeddings
+        # transformers draws the rows it adds at random, by a method it may
+        # change; ours replace them (added_rows). Its draws are kept from
+        # moving the random state the rest of the model is initialised from.
+        with torch.random.fork_rng(devices=[]):
+            self.model.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+        self._init_added_rows(known)
         # On the CPU a bf16 linear copies its weight once per row when its 3-D
         # input is not contiguous, as the slices that logits_to_keep and
         # generate hand the LM head are: 10 s instead of 0.03 s for
@@ -153,6 +180,18 @@ class HFCausalLM(AbsLLM):
             key: self.tokenizer(text, add_special_tokens=False).input_ids
             for key, text in PROMPTS.items()
         }
+
+    @torch.no_grad()
+    def _init_added_rows(self, known: int) -> None:
+        """Sets the rows past the first ``known`` of the embedding table, and
+        of the LM head when it has its own, to ``added_rows``."""
+        tables = [self.model.get_input_embeddings().weight]
+        head = self.model.get_output_embeddings().weight
+        if head is not tables[0]:
+            tables.append(head)
+        for table in tables:
+            if table.size(0) > known:
+                table[known:] = added_rows(table[:known], table.size(0) - known).to(table.dtype)
 
     def autocast_context(self, device: torch.device):
         """The autocast of the LLM's passes on ``device`` (see ``autocast``)."""

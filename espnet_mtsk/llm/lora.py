@@ -64,6 +64,11 @@ class LoRAStrategy:
         self._trainable = [
             p for n, p in peft_model.named_parameters() if ".lora_" in n
         ]
+        # peft leaves only the first adapter trainable; DDP, built before the
+        # first step, all-reduces the gradients of trainable parameters only,
+        # so the others would train apart on every rank.
+        for p in self._trainable:
+            p.requires_grad_(True)
         return peft_model
 
     def shared(self, scale_ids: Sequence[str]) -> bool:

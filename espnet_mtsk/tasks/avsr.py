@@ -6,9 +6,8 @@ picks one class per group and gives its keyword arguments in ``<group>_conf``.
 
 import argparse
 import copy
-import dataclasses
 from pathlib import Path
-from typing import Callable, Collection, Dict, List, Optional, Tuple, Union
+from typing import Callable, Collection, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -33,21 +32,24 @@ from espnet_mtsk.data.collate import AVSRCollateFn
 from espnet_mtsk.data.preprocess import AVSRPreprocessor
 from espnet_mtsk.encoders.avhubert import AVHubertVideoEncoder
 from espnet_mtsk.encoders.whisper import HFWhisperEncoder
-from espnet_mtsk.hf_folder import find_pretrained
 from espnet_mtsk.llm.abs_llm import AbsLLM
 from espnet_mtsk.llm.causal_lm import HFCausalLM
 from espnet_mtsk.llm.lora import LoRAStrategy, MSLoRA, MSSLoRA, NoLoRA, SSLoRA
-from espnet_mtsk.model import ESPnetMTSKModel
+from espnet_mtsk.model import ESPnetMTSKModel, audio_features
+from espnet_mtsk.scales import MODES
 from espnet_mtsk.tasks.checkpoint import (
     BUILT_FROM,
+    PRETRAINED_OPTIONS,
     PretrainedSource,
+    SourceLocator,
+    check_pretrained,
     chosen,
-    freeze,
+    frozen_by,
+    in_parts,
     load_checkpoint,
     pretrained_keys,
     pretrained_sources,
     read_state,
-    set_option,
 )
 from espnet_mtsk.tasks.trainer import AVSRTrainer
 
@@ -65,6 +67,83 @@ compressor_choices = ClassChoices(
 llm_choices = ClassChoices("llm", dict(causal_lm=HFCausalLM), AbsLLM, "causal_lm")
 # "none": no adapter, the whole LLM trains (tiny models).
 lora_choices = ClassChoices("lora", dict(ms=MSLoRA, ss=SSLoRA, mss=MSSLoRA), LoRAStrategy, "ms", True)
+
+
+def set_option(args: argparse.Namespace, option: str, value: Optional[str]) -> None:
+    """Points a pretrained source's ``option`` of ``args`` at ``value``
+    (None: drops a ``<group>_conf`` key)."""
+    if option.startswith("init_param."):
+        args.init_param[int(option.split(".")[1])] = value
+        return
+    conf, key = option.split(".")
+    values = dict(getattr(args, conf, None) or {})
+    if value is None:
+        values.pop(key, None)
+    else:
+        values[key] = value
+    setattr(args, conf, values)
+
+
+def _pointed_at(args: argparse.Namespace, sources: Iterable[PretrainedSource]) -> argparse.Namespace:
+    """A copy of ``args`` whose options name the places of ``sources``."""
+    out = argparse.Namespace(**copy.deepcopy(vars(args)))
+    for source in sources:
+        set_option(out, source.option, source.path + source.suffix)
+    return out
+
+
+def freeze(model: torch.nn.Module, names: Iterable[str]) -> None:
+    """ESPnet's --freeze_param applied to ``model``."""
+    names = list(names)
+    for key, param in model.named_parameters():
+        if frozen_by(key, names):
+            param.requires_grad_(False)
+
+
+# The model's parts (top-level state key names) that its encoder outputs
+# depend on: what ``Encoders`` holds.
+ENCODER_PARTS = ("frontend", "normalize", "encoders")
+
+
+class Encoders(torch.nn.Module):
+    """A model's audio front end and encoders alone, under the model's own
+    state keys (``frontend.*``, ``normalize.*``, ``encoders.<modality>.*``).
+
+    ``parts``: what ``AVSRTask.build_encoders`` returns; ``modalities``: the
+    encoders kept (those of the model's mode), each of which ``parts`` must
+    hold.
+    """
+
+    def __init__(self, parts: Dict[str, torch.nn.Module], modalities: Sequence[str]):
+        super().__init__()
+        self.frontend = parts.get("frontend")
+        self.normalize = parts.get("normalize")
+        self.encoders = torch.nn.ModuleDict({m: parts[f"{m}_encoder"] for m in modalities})
+
+    def forward(self, modality: str, xs: torch.Tensor, lens: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Speech (B, S) or video (B, T, H, W) and lengths (B,) -> encoder
+        states (B, T', D) and their lengths (B,), as the model's ``encode``
+        computes them."""
+        if modality == "audio":
+            xs, lens = audio_features(self.frontend, self.normalize, xs, lens)
+        hs, hlens, _ = self.encoders[modality](xs, lens)
+        return hs, hlens
+
+
+def _read_config(
+    config_file: Optional[Union[Path, str]], model_file: Optional[Union[Path, str]]
+) -> Tuple[Path, argparse.Namespace]:
+    """The config file (by default the ``config.yaml`` beside ``model_file``)
+    and its options."""
+    import yaml
+
+    if config_file is None:
+        if model_file is None:
+            raise ValueError("Give config_file or model_file")
+        config_file = Path(model_file).parent / "config.yaml"
+    with Path(config_file).open("r", encoding="utf-8") as f:
+        return Path(config_file), argparse.Namespace(**yaml.safe_load(f))
+
 
 class AVSRTask(AbsTask):
     """Llama-MTSK: audio / video / audio-visual speech recognition with an LLM."""
@@ -132,6 +211,14 @@ class AVSRTask(AbsTask):
             "auto-avsr does with its 96x96 mouth crops (88 for the AV-HuBERT "
             "checkpoints). Frames smaller than N are an error; 0: no crop",
         )
+        group.add_argument(
+            "--accept_pretrained_changes",
+            type=str2bool,
+            default=False,
+            help="Resume although the weights of a pretrained folder or file of the "
+            "config differ from those the training started from (recorded in "
+            "<output_dir>/pretrained_fingerprints.json)",
+        )
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
 
@@ -146,13 +233,16 @@ class AVSRTask(AbsTask):
     @classmethod
     @typechecked
     def build_preprocess_fn(
-        cls, args: argparse.Namespace, train: bool
+        cls, args: argparse.Namespace, train: bool, text: bool = True
     ) -> Optional[Callable[[str, Dict[str, np.array]], Dict[str, np.ndarray]]]:
+        """ESPnet's preprocessor of a config (None without
+        ``use_preprocessor``); with ``text`` False, one that tokenises no
+        transcript and reads no LLM folder."""
         if not args.use_preprocessor:
             return None
         return AVSRPreprocessor(
             train=train,
-            llm_dir=args.llm_conf["model_dir"],
+            llm_dir=args.llm_conf["model_dir"] if text else None,
             av_tolerance=args.av_tolerance,
             noise_scp=getattr(args, "noise_scp", None),
             noise_db_range=getattr(args, "noise_db_range", DEFAULT_DB_RANGE),
@@ -204,14 +294,8 @@ class AVSRTask(AbsTask):
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> ESPnetMTSKModel:
         parts = cls.build_encoders(args)
-        # The embedding rows added for the marker and pad tokens are drawn at
-        # random and stay frozen: a fixed seed draws the same ones whenever
-        # the model is built, so checkpoints need not hold the LLM's table.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            llm = llm_choices.get_class(args.llm)(**args.llm_conf)
         return ESPnetMTSKModel(
-            llm=llm,
+            llm=llm_choices.get_class(args.llm)(**args.llm_conf),
             compressor=compressor_choices.get_class(args.compressor)(
                 **args.compressor_conf
             ),
@@ -228,6 +312,7 @@ class AVSRTask(AbsTask):
         model_file: Optional[Union[Path, str]] = None,
         device: str = "cpu",
         pretrained_dirs: Optional[Dict[str, str]] = None,
+        accept_pretrained_changes: bool = False,
     ) -> Tuple[ESPnetMTSKModel, argparse.Namespace]:
         """Builds the model of a config and loads a checkpoint strictly.
 
@@ -239,72 +324,119 @@ class AVSRTask(AbsTask):
         config's references are found and checked on this machine
         (``espnet_mtsk.hf_folder.find_pretrained``); ``pretrained_dirs``
         ({option: path}, e.g. ``{"llm_conf.model_dir": "/data/llama"}``)
-        says where a source is here.
+        says where a source is here (``SourceLocator``).
 
         The checkpoint is read with ``weights_only=True``; a key that it
         lacks and no source fills, a key the model lacks or a mis-shaped one
-        is an error that names the file and lists the differences. Returns
-        the model and the config, pointing at the sources as found here.
+        is an error that names the file and lists the differences. Where the
+        checkpoint's folder holds the record of its training
+        (``check_pretrained``), a source filling what it lacks whose weights
+        differ from those the training started from is an error, unless
+        ``accept_pretrained_changes``. Returns the model and the config,
+        pointing at the sources as found here.
         """
-        import yaml
-
-        if config_file is None:
-            if model_file is None:
-                raise ValueError("Give config_file or model_file")
-            config_file = Path(model_file).parent / "config.yaml"
-        with Path(config_file).open("r", encoding="utf-8") as f:
-            args = argparse.Namespace(**yaml.safe_load(f))
-        sources = pretrained_sources(args)
-        given = dict(pretrained_dirs or {})
-        unknown = sorted(set(given) - {s.option for s in sources})
-        if unknown:
-            raise ValueError(
-                f"{config_file} names no pretrained source {', '.join(unknown)} "
-                f"(its sources: {', '.join(s.option for s in sources) or 'none'})"
-            )
-        references = {r["option"]: r for r in getattr(args, "pretrained_references", None) or []}
-
-        def locate(source: PretrainedSource) -> PretrainedSource:
-            reference = references.get(source.option)
-            if reference is not None and "packed" not in reference:
-                path = find_pretrained(reference, given.get(source.option))
-            else:
-                path = given.get(source.option) or (reference or {}).get("packed") or source.path
-            return dataclasses.replace(source, path=path)
-
-        build_args = argparse.Namespace(**copy.deepcopy(vars(args)))
-        built = [locate(s) for s in sources if s.option in BUILT_FROM]
-        for source in built:
-            set_option(build_args, source.option, source.path + source.suffix)
-        lazy = [s for s in sources if s.option not in BUILT_FROM]
+        config_file, args = _read_config(config_file, model_file)
+        locator = SourceLocator(args, config_file, pretrained_dirs)
         if model_file is None:
-            for source in lazy:
-                if not source.is_init_param:
-                    set_option(build_args, source.option, locate(source).path)
+            # As training builds it: from every source but the init_param
+            # files, which ESPnet loads into the built model.
+            located = [locator.locate(s) for s in pretrained_sources(args) if not s.is_init_param]
+            build_args = _pointed_at(args, located)
             model = cls.build_model(build_args)
-            model.to(device)
-            return model, build_args
+        else:
+            model, build_args = cls._load(
+                args, locator, Path(model_file), accept_pretrained_changes, cls.build_model
+            )
+        model.to(device)
+        return model, build_args
+
+    @classmethod
+    @typechecked
+    def build_encoders_from_file(
+        cls,
+        config_file: Optional[Union[Path, str]],
+        model_file: Union[Path, str],
+        device: str = "cpu",
+        pretrained_dirs: Optional[Dict[str, str]] = None,
+        accept_pretrained_changes: bool = False,
+    ) -> Tuple[Encoders, argparse.Namespace]:
+        """A trained model's audio front end and encoders alone
+        (``Encoders``), loaded as ``build_model_from_file`` loads the whole
+        model, from the same arguments, but without building or reading
+        the LLM: the checkpoint's ``frontend.*``, ``normalize.*`` and
+        ``encoders.*`` keys strictly (its other keys are left alone), the
+        pretrained sources of these parts filling what it lacks and checked
+        against the training's record. A mode whose encoder the config does
+        not build is a ValueError naming the config file. Returns the
+        encoders (in training mode, as built) and the config, pointing at
+        the sources read as found here."""
+        config_file, args = _read_config(config_file, model_file)
+        mode = args.model_conf["mode"]
+
+        def build(build_args: argparse.Namespace) -> Encoders:
+            parts = cls.build_encoders(build_args)
+            for modality in MODES[mode]:
+                if f"{modality}_encoder" not in parts:
+                    raise ValueError(f"{config_file}: mode '{mode}' needs a {modality}_encoder")
+            return Encoders(parts, MODES[mode])
+
+        locator = SourceLocator(args, config_file, pretrained_dirs)
+        encoders, build_args = cls._load(
+            args, locator, Path(model_file), accept_pretrained_changes, build, ENCODER_PARTS
+        )
+        encoders.to(device)
+        return encoders, build_args
+
+    @classmethod
+    def _load(
+        cls,
+        args: argparse.Namespace,
+        locator: SourceLocator,
+        model_file: Path,
+        accept_pretrained_changes: bool,
+        build: Callable[[argparse.Namespace], torch.nn.Module],
+        parts: Optional[Collection[str]] = None,
+    ) -> Tuple[torch.nn.Module, argparse.Namespace]:
+        """What ``build`` makes of ``args``: the whole model, or (``parts``,
+        see ``in_parts``) some of its parts under the model's key names.
+        It is built from those of the LLM and Whisper folders that ``parts``
+        include, where ``locator`` finds them; filled from the other sources
+        only where ``model_file`` lacks what they fill; then loaded with
+        ``model_file``'s keys within ``parts``, strictly. Returns it and the
+        config it was built from."""
+        sources = pretrained_sources(args)
+        # What is not built is not read: the encoders alone leave the LLM's
+        # folder (which may be a packed reference to find) untouched.
+        built = [
+            locator.locate(s)
+            for s in sources
+            if s.option in BUILT_FROM and in_parts(PRETRAINED_OPTIONS[s.option], parts)
+        ]
+        lazy = [s for s in sources if s.option not in BUILT_FROM]
+        build_args = _pointed_at(args, built)
         for source in lazy:
             if not source.is_init_param:
                 set_option(build_args, source.option, None)
         build_args.init_param = []
-        model = cls.build_model(build_args)
+        model = build(build_args)
         freeze(model, getattr(args, "freeze_param", None) or [])
         keys = list(model.state_dict())
+        lacking = set(keys) - set(read_state(model_file))
+        # The sources whose weights fill what the checkpoint lacks.
+        leaned_on = [s for s in built if s.provided_keys(keys) & lacking]
+        unfilled = lacking - set().union(*(s.provided_keys(keys) for s in built))
         filled = list(built)
-        unfilled = set(keys) - set(read_state(model_file))
-        for source in built:
-            unfilled -= source.provided_keys(keys)
         for source in lazy:
             # The AV-HuBERT file is large: it is located only when needed.
             if not unfilled or not (source.is_init_param or source.provided_keys(keys) & unfilled):
                 continue
-            source = locate(source)
+            source = locator.locate(source)
             provided = source.provided_keys(keys)
             if provided & unfilled:
-                source.fill(model)
+                source.fill(model, parts)
                 filled.append(source)
+                leaned_on.append(source)
                 unfilled -= provided
-        load_checkpoint(model, model_file, pretrained_keys(model, filled))
-        model.to(device)
+        check_pretrained(model_file.parent, leaned_on, accept_pretrained_changes)
+        load_checkpoint(model, model_file, pretrained_keys(model, filled), parts)
         return model, build_args

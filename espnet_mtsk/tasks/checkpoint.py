@@ -1,16 +1,21 @@
 """What a checkpoint holds and where the rest comes from: the pretrained
-folders and files a config names (its *sources*), the keys they fill, and
-strict loading of a checkpoint with the sources filling what it leaves out."""
+folders and files a config names (its *sources*), where they are on this
+machine, whether they still hold the weights a training started from, the
+keys they fill, and strict loading of a checkpoint with the sources filling
+what it leaves out."""
 
 import argparse
 import dataclasses
+import json
 import logging
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Set, Union
+from typing import Collection, Dict, Iterable, List, Optional, Sequence, Set, Union
 
 import torch
 
 from espnet_mtsk.encoders.avhubert_checkpoint import load_avhubert_checkpoint
+from espnet_mtsk.fileio import write_lines
+from espnet_mtsk.hf_folder import differences, find_pretrained, weights_record
 
 
 def chosen(name: Optional[str]) -> Optional[str]:
@@ -29,6 +34,9 @@ PRETRAINED_OPTIONS = {
 # Read whenever the model is built (they give its shapes and tokenizer); the
 # others only when a checkpoint lacks what they fill.
 BUILT_FROM = ("llm_conf.model_dir", "audio_encoder_conf.model_dir")
+# Beside a training's checkpoints: the fingerprints of the sources it
+# started from (record_pretrained, check_pretrained).
+PRETRAINED_RECORD = "pretrained_fingerprints.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,10 +76,14 @@ class PretrainedSource:
         # peft's adapters live inside the LLM's modules but not in its folder.
         return {k for k in keys if k.startswith(prefix) and ".lora_" not in k}
 
-    def fill(self, model: torch.nn.Module) -> None:
-        """Loads the source into a model built without it."""
+    def fill(self, model: torch.nn.Module, parts: Optional[Collection[str]] = None) -> None:
+        """Loads the source into ``model`` built without it: the whole model,
+        or those of its ``parts`` that were built alone (``in_parts``), under
+        the model's key names. An init_param file's keys outside ``parts``
+        are left alone; one inside them that ``model`` lacks, or a mis-shaped
+        one, is a ValueError naming the file."""
         if self.is_init_param:
-            state = self.init_param_state()
+            state = {k: v for k, v in self.init_param_state().items() if in_parts(k, parts)}
             report = _mismatches(model.state_dict(), state, check_missing=False)
             if report:
                 raise ValueError(f"{self.option} {self.path} does not fit the model:\n{report}")
@@ -79,6 +91,13 @@ class PretrainedSource:
         else:
             load_avhubert_checkpoint(self.path, model.encoders["video"])
         logging.info(f"{self.option}: loaded {self.path}")
+
+
+def in_parts(key: str, parts: Optional[Collection[str]]) -> bool:
+    """Whether a model state ``key`` (or key prefix) lies in one of
+    ``parts``, top-level module names of the model (``frontend``,
+    ``encoders``, ...); None: the whole model, every key."""
+    return parts is None or key.split(".")[0] in parts
 
 
 def pretrained_sources(args: argparse.Namespace) -> List[PretrainedSource]:
@@ -96,27 +115,101 @@ def pretrained_sources(args: argparse.Namespace) -> List[PretrainedSource]:
     return sources
 
 
-def set_option(args: argparse.Namespace, option: str, value: Optional[str]) -> None:
-    """Points a source's ``option`` of ``args`` at ``value`` (None: drops a
-    ``<group>_conf`` key)."""
-    if option.startswith("init_param."):
-        args.init_param[int(option.split(".")[1])] = value
+def frozen_by(key: str, freeze_param: Iterable[str]) -> bool:
+    """ESPnet's --freeze_param rule: ``key`` is frozen when it is one of the
+    names or lies under ``name.``."""
+    return any(key == name or key.startswith(name + ".") for name in freeze_param)
+
+
+class SourceLocator:
+    """Where the pretrained sources of a config (``args``, read from
+    ``config_file``) are on this machine: at ``pretrained_dirs`` ({option:
+    path}) where given; else, for a packed config, where its reference's
+    weights are found (``find_pretrained``) or its copy in the zip; else at
+    the config's path. An option of ``pretrained_dirs`` that the config does
+    not name is a ValueError naming the config file."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        config_file: Union[Path, str],
+        pretrained_dirs: Optional[Dict[str, str]],
+    ):
+        self.given = dict(pretrained_dirs or {})
+        options = [s.option for s in pretrained_sources(args)]
+        unknown = sorted(set(self.given) - set(options))
+        if unknown:
+            raise ValueError(
+                f"{config_file} names no pretrained source {', '.join(unknown)} "
+                f"(its sources: {', '.join(options) or 'none'})"
+            )
+        self.references = {r["option"]: r for r in getattr(args, "pretrained_references", None) or []}
+
+    def locate(self, source: PretrainedSource) -> PretrainedSource:
+        """``source`` with the path of its place on this machine."""
+        reference = self.references.get(source.option)
+        if reference is not None and "packed" not in reference:
+            path = find_pretrained(reference, self.given.get(source.option))
+        else:
+            path = self.given.get(source.option) or (reference or {}).get("packed") or source.path
+        return dataclasses.replace(source, path=path)
+
+
+def record_pretrained(output_dir: Union[Path, str], sources: Iterable[PretrainedSource]) -> None:
+    """Writes ``<output_dir>/pretrained_fingerprints.json``: per source, its
+    option, its place and the size and sha256 of its weight files, the
+    form of a packed model's references (``espnet_mtsk.hf_folder``)."""
+    record = [
+        {"option": s.option, "original": str(Path(s.path).resolve()), **weights_record(Path(s.path))}
+        for s in sources
+    ]
+    path = Path(output_dir) / PRETRAINED_RECORD
+    write_lines(path, [json.dumps(record, indent=1)])
+    logging.info(f"Recorded the weights of {', '.join(r['option'] for r in record)} in {path}")
+
+
+def check_pretrained(
+    folder: Union[Path, str], sources: Sequence[PretrainedSource], accept: bool = False
+) -> None:
+    """Compares ``sources``, at their place on this machine, with the
+    record of the training in ``folder`` (``record_pretrained``). A recorded
+    source whose weight files differ in size or sha256 is a ValueError that
+    names its option, its place and the files; with ``accept``, a warning.
+    Nothing is checked where ``folder`` has no record (a training from
+    before records, an unpacked model, whose references are checked when
+    found)."""
+    path = Path(folder) / PRETRAINED_RECORD
+    if not path.is_file():
         return
-    conf, key = option.split(".")
-    values = dict(getattr(args, conf, None) or {})
-    if value is None:
-        values.pop(key, None)
-    else:
-        values[key] = value
-    setattr(args, conf, values)
-
-
-def freeze(model: torch.nn.Module, names: Iterable[str]) -> None:
-    """ESPnet's --freeze_param: parameters called ``name`` or under ``name.``."""
-    names = list(names)
-    for key, param in model.named_parameters():
-        if any(key == name or key.startswith(name + ".") for name in names):
-            param.requires_grad_(False)
+    try:
+        recorded = {r["option"]: r for r in json.loads(path.read_text())}
+    except (ValueError, TypeError, KeyError) as e:
+        raise ValueError(f"{path} is not a record of pretrained weights: {e!r}") from e
+    changed = []
+    for source in sources:
+        reference = recorded.get(source.option)
+        if reference is None:
+            continue
+        problems = differences(reference, Path(source.path), "the training")
+        if problems:
+            place = str(Path(source.path).resolve())
+            if place != reference["original"]:
+                place += f" (the training used {reference['original']})"
+            changed.append(f"  {source.option}: {place}: {'; '.join(problems)}")
+    if not changed:
+        return
+    message = (
+        f"Pretrained weights differ from those the training in {folder} started from "
+        f"(recorded in {path}):\n" + "\n".join(changed)
+    )
+    if accept:
+        logging.warning(f"{message}\nUsing them as they are now (accept_pretrained_changes).")
+        return
+    raise ValueError(
+        f"{message}\nThe frozen weights its checkpoints leave out would not be the ones it "
+        "trained with. Put the original weights back, or pass --accept_pretrained_changes "
+        "true (Python: accept_pretrained_changes=True) to use them as they are now."
+    )
 
 
 def pretrained_keys(model: torch.nn.Module, sources: Iterable[PretrainedSource]) -> Set[str]:
@@ -180,14 +273,20 @@ def _mismatches(
 
 
 def load_checkpoint(
-    model: torch.nn.Module, model_file: Union[Path, str], may_be_missing: Iterable[str] = ()
+    model: torch.nn.Module,
+    model_file: Union[Path, str],
+    may_be_missing: Iterable[str] = (),
+    parts: Optional[Collection[str]] = None,
 ) -> None:
-    """Loads a state dict into ``model``; any mismatch is a ValueError.
+    """Loads a state dict into ``model``; any mismatch is a ValueError
+    naming the file.
 
     ``may_be_missing``: keys the file need not hold (``pretrained_keys``:
-    those the pretrained sources filled).
+    those the pretrained sources filled). ``parts``: where ``model`` is
+    some parts of the whole model built alone (``in_parts``), the file's
+    keys outside them are left alone.
     """
-    state = read_state(model_file)
+    state = {k: v for k, v in read_state(model_file).items() if in_parts(k, parts)}
     skip = set(may_be_missing)
     own = {k: v for k, v in model.state_dict().items() if k not in skip or k in state}
     report = _mismatches(own, state)

@@ -1,22 +1,27 @@
-"""ESPnet's trainer for this task: atomic checkpoint files, and
-``--save_strategy required_grad_only`` for this task's LoRA."""
+"""ESPnet's trainer for this task: atomic checkpoint files,
+``--save_strategy required_grad_only`` for this task's LoRA, and the record
+of the pretrained weights a training started from."""
 
 import argparse
 import contextlib
 import dataclasses
 import logging
 import os
+from pathlib import Path
 from typing import List
 
 import torch
+from espnet2.train.distributed_utils import DistributedOption
 from espnet2.train.trainer import Trainer, TrainerOptions
 
 from espnet_mtsk.fileio import atomic_path
 from espnet_mtsk.tasks.checkpoint import (
     PretrainedSource,
+    check_pretrained,
     leave_out_of_state_dict,
     pretrained_keys,
     pretrained_sources,
+    record_pretrained,
 )
 
 
@@ -42,9 +47,22 @@ def atomic_torch_save():
         torch.save = save
 
 
+def rank_differences(model: torch.nn.Module) -> List[str]:
+    """The trainable parameters whose values differ between the ranks of
+    the process group (empty: identical everywhere). Every rank calls it."""
+    names, params = zip(*[(n, p) for n, p in model.named_parameters() if p.requires_grad])
+    flat = torch.cat([p.detach().float().reshape(-1) for p in params])
+    high, low = flat.clone(), flat.clone()
+    torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+    torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+    spread = (high - low).split([p.numel() for p in params])
+    return [f"{n} (by {s.max().item():.3g})" for n, s in zip(names, spread) if s.max() > 0]
+
+
 @dataclasses.dataclass
 class AVSRTrainerOptions(TrainerOptions):
     pretrained_sources: List[PretrainedSource]
+    accept_pretrained_changes: bool
 
 
 class AVSRTrainer(Trainer):
@@ -58,13 +76,23 @@ class AVSRTrainer(Trainer):
     AV-HuBERT weights and init_param encoders. Every trained weight is saved,
     and so are frozen weights that no source fills. Resuming reads the
     sources again; decoding too (``AVSRTask.build_model_from_file``).
+
+    A training that starts afresh records the weights of its sources in
+    ``<output_dir>/pretrained_fingerprints.json`` (``record_pretrained``);
+    resuming checks the sources that fill what ``checkpoint.pth`` leaves
+    out against it (``check_pretrained``), and stops where one changed
+    unless ``--accept_pretrained_changes true``.
     """
 
     @classmethod
     def build_options(cls, args: argparse.Namespace) -> AVSRTrainerOptions:
         options = super().build_options(args)
         values = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
-        return AVSRTrainerOptions(**values, pretrained_sources=pretrained_sources(args))
+        return AVSRTrainerOptions(
+            **values,
+            pretrained_sources=pretrained_sources(args),
+            accept_pretrained_changes=args.accept_pretrained_changes,
+        )
 
     @classmethod
     def run(
@@ -78,17 +106,34 @@ class AVSRTrainer(Trainer):
         trainer_options,
         distributed_option,
     ) -> None:
+        if distributed_option.distributed and model.scales_per_step < len(model.scales):
+            # Scales left out of a step leave their projectors (and with
+            # SS/MSS-LoRA their adapters) without gradients, which DDP
+            # rejects unless it looks for them.
+            if not trainer_options.unused_parameters:
+                logging.info("scales_per_step: DDP finds the parameters a step does not use (--unused_parameters true)")
+            trainer_options.unused_parameters = True
+        sources = trainer_options.pretrained_sources
+        # Per source, the keys that checkpoints leave out for it to fill.
+        left_out = {source: set() for source in sources}
         if trainer_options.save_strategy == "required_grad_only" and not trainer_options.use_adapter:
-            sources = trainer_options.pretrained_sources
-            left_out = pretrained_keys(model, sources)
-            leave_out_of_state_dict(model, left_out)
+            left_out = {source: pretrained_keys(model, [source]) for source in sources}
+            keys = set().union(*left_out.values())
+            leave_out_of_state_dict(model, keys)
             state = model.state_dict(keep_vars=True)
             kept = sum(v.numel() * v.element_size() for v in state.values())
             logging.info(
                 f"save_strategy required_grad_only: checkpoints hold {len(state)} tensors "
-                f"({kept / 1e6:.1f} MB); {len(left_out)} others come from "
+                f"({kept / 1e6:.1f} MB); {len(keys)} others come from "
                 + ", ".join(f"{s.option} ({s.path})" for s in sources)
             )
+        output_dir = Path(trainer_options.output_dir)
+        # The condition on which super().run resumes.
+        if trainer_options.resume and (output_dir / "checkpoint.pth").exists():
+            leaned_on = [source for source, keys in left_out.items() if keys]
+            check_pretrained(output_dir, leaned_on, trainer_options.accept_pretrained_changes)
+        elif not distributed_option.distributed or distributed_option.dist_rank == 0:
+            record_pretrained(output_dir, sources)
         with atomic_torch_save():
             super().run(
                 model=model,
@@ -100,3 +145,20 @@ class AVSRTrainer(Trainer):
                 trainer_options=trainer_options,
                 distributed_option=distributed_option,
             )
+
+    @classmethod
+    def train_one_epoch(cls, model: torch.nn.Module, distributed_option: DistributedOption, **kwargs) -> bool:
+        """ESPnet's epoch of training; with several ranks, then a check that
+        they still hold the same trained parameters (DDP keeps them equal
+        only for the parameters that were trainable when it was built):
+        a RuntimeError naming those that differ."""
+        all_steps_are_invalid = super().train_one_epoch(model=model, distributed_option=distributed_option, **kwargs)
+        if distributed_option.distributed:
+            differ = rank_differences(model)
+            if differ:
+                raise RuntimeError(
+                    f"The {distributed_option.dist_world_size} ranks hold different values of "
+                    f"{len(differ)} trained parameters: {', '.join(differ[:5])}"
+                )
+            logging.info(f"The {distributed_option.dist_world_size} ranks hold the same trained parameters")
+        return all_steps_are_invalid

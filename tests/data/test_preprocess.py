@@ -163,3 +163,19 @@ def test_video_crop_task_argument(llm_dir):
     out = pre("u1", {"video": _frames()})["video"]
     assert out.shape == (5, 88, 88)
     assert parser.parse_args([]).video_crop == 0
+
+
+def test_without_an_llm_folder_video_is_cropped_and_text_refused(tmp_path):
+    from espnet_mtsk.tasks.avsr import AVSRTask
+
+    # No folder there: nothing of the LLM is read.
+    args = AVSRTask.get_parser().parse_args(
+        ["--video_crop", "88", "--llm_conf", f"model_dir={tmp_path / 'no_llm'}"]
+    )
+    with pytest.raises(FileNotFoundError, match="no_llm"):
+        AVSRTask.build_preprocess_fn(args, train=False)
+    pre = AVSRTask.build_preprocess_fn(args, train=False, text=False)
+    video = _frames()
+    np.testing.assert_array_equal(pre("u1", {"video": video.copy()})["video"], video[:, 4:92, 4:92])
+    with pytest.raises(ValueError, match=r"u2: has a transcript, but no LLM folder \(llm_dir\)"):
+        pre("u2", {"video": video.copy(), "text": "bin blue"})

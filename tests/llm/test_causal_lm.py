@@ -166,3 +166,54 @@ def test_beam_search_from_the_shared_prefix_cache_equals_generate_on_the_embeddi
     want = [t.strip() for t in tok.batch_decode(reference, skip_special_tokens=True)]
     assert llm.generate(segments, beam_size=3, max_new_tokens=6) == want
     assert any(want)
+
+
+@pytest.fixture(scope="module")
+def untied_llm_dir(llm_dir, tmp_path_factory):
+    """The stand-in with an LM head of its own."""
+    from transformers import AutoModelForCausalLM
+
+    out = shutil.copytree(llm_dir, tmp_path_factory.mktemp("untied") / "llm")
+    model = AutoModelForCausalLM.from_pretrained(llm_dir)
+    model.config.tie_word_embeddings = False
+    model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach() * 2)
+    model.save_pretrained(str(out))
+    return str(out)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_added_token_rows_do_not_depend_on_the_resize_initialisation(tied, llm_dir, untied_llm_dir, monkeypatch):
+    """The rows the marker and pad tokens add to the LLM's table (and to its
+    head) are frozen and left out of checkpoints, so decoding rebuilds them:
+    another transformers initialisation, or another random state, must give
+    the same rows and logits."""
+    from transformers import PreTrainedModel
+
+    folder = llm_dir if tied else untied_llm_dir
+    segments = _segments(HFCausalLM(folder, autocast="none"))
+
+    def outputs():
+        llm = HFCausalLM(folder, autocast="none").eval()
+        with torch.no_grad():
+            inputs = llm.build_inputs(segments)
+            logits = llm.model(**inputs).logits
+        head = llm.model.get_output_embeddings().weight
+        assert (head is llm.model.get_input_embeddings().weight) == tied
+        return logits, llm.marker_embed.weight.detach(), head.detach()
+
+    torch.manual_seed(0)
+    want = outputs()
+    resize = PreTrainedModel.resize_token_embeddings
+
+    def other_initialisation(self, *args, **kwargs):
+        before = self.get_input_embeddings().num_embeddings
+        out = resize(self, *args, **kwargs)
+        with torch.no_grad():
+            for table in {self.get_input_embeddings().weight, self.get_output_embeddings().weight}:
+                table[before:] = torch.randn_like(table[before:])
+        return out
+
+    monkeypatch.setattr(PreTrainedModel, "resize_token_embeddings", other_initialisation)
+    torch.manual_seed(1)
+    for got, expected in zip(outputs(), want):
+        assert torch.equal(got, expected)

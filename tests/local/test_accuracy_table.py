@@ -8,21 +8,26 @@ from local import accuracy_table
 REFS = {"u1": "bin blue at a one now", "u2": "set red by b two soon"}
 
 
-def fake_experiment(exp_dir, data_dir, tag, conf, hyps):
+def fake_experiment(exp_dir, data_dir, tag, conf, hyps, decode="decode_x"):
     """exp_dir/asr_<tag> as run_compare.sh leaves it: config, train.log and
     one decoding per scale; ``hyps`` maps a scale to its hypotheses."""
     exp = exp_dir / f"asr_{tag}"
     exp.mkdir(parents=True)
     (exp / "config.yaml").write_text(yaml.safe_dump(conf))
     (exp / "train.log").write_text("...\n# Accounting: time=100 threads=1\n")
+    fake_decoding(exp, decode, hyps)
+    (data_dir / "test").mkdir(parents=True, exist_ok=True)
+    (data_dir / "test" / "text").write_text("".join(f"{k} {v}\n" for k, v in REFS.items()))
+
+
+def fake_decoding(exp, decode, hyps):
+    """exp/<decode>/test/<scale>/1best_recog of ``hyps`` ({scale: hypotheses})."""
     for scale, texts in hyps.items():
-        best = exp / "decode_x" / "test" / scale / "1best_recog"
+        best = exp / decode / "test" / scale / "1best_recog"
         best.mkdir(parents=True)
         (best / "text").write_text("".join(f"{k} {v}\n" for k, v in zip(REFS, texts)))
         for name, value in (("num_tokens", 10), ("speech_seconds", 2.0), ("decode_seconds", 0.1)):
             (best / name).write_text("".join(f"{k} {value}\n" for k in REFS))
-    (data_dir / "test").mkdir(parents=True, exist_ok=True)
-    (data_dir / "test" / "text").write_text("".join(f"{k} {v}\n" for k, v in REFS.items()))
 
 
 def conf(mode, lora="ms", compressor="avgpool", audio=(3, 6), video=(3,), seed=0, max_epoch=12):
@@ -30,12 +35,12 @@ def conf(mode, lora="ms", compressor="avgpool", audio=(3, 6), video=(3,), seed=0
                 model_conf=dict(mode=mode, audio_rates=list(audio), video_rates=list(video)))
 
 
-def table(tmp_path, scales, tags):
+def table(tmp_path, scales, tags, *options):
     """The markdown accuracy_table writes for ``tags`` of tmp_path/exp."""
     out = tmp_path / "results.md"
     accuracy_table.main(["--exp_dir", str(tmp_path / "exp"), "--data_dir", str(tmp_path / "data"),
                          "--test_sets", "test", "--scales", *scales, "--out", str(out),
-                         "--command", "./run_compare.sh", *tags])
+                         "--command", "./run_compare.sh", *options, *tags])
     return out.read_text()
 
 
@@ -159,6 +164,35 @@ def test_an_unfinished_experiment_is_named(tmp_path):
     (exp / "asr_t" / "train.log").write_text("still training\n")
     with pytest.raises(ValueError, match="asr_t/train.log has no accounting line"):
         accuracy_table.collect(exp, data, ["t"], ["test"])
+
+
+def test_the_decoding_scored_is_the_one_named(tmp_path):
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    right, wrong = list(REFS.values()), ["", ""]
+    fake_experiment(exp, data, "r3", conf("asr", audio=(3,)), {"a3": right}, decode="decode_decode_valid.acc.ave")
+    # A second inference config's decoding, first in alphabetical order.
+    fake_decoding(exp / "asr_r3", "decode_beam1_valid.acc.ave", {"a3": wrong})
+    assert "| a3 | 0.0 |" in table(tmp_path, ["a3"], ["r3"], "--decode_tag", "decode_decode_valid.acc.ave")
+    assert "| a3 | 100.0 |" in table(tmp_path, ["a3"], ["r3"], "--decode_tag", "decode_beam1_valid.acc.ave")
+
+
+def test_several_decodings_and_none_named_are_an_error(tmp_path):
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    fake_experiment(exp, data, "r3", conf("asr", audio=(3,)), {"a3": list(REFS.values())}, decode="decode_b")
+    fake_decoding(exp / "asr_r3", "decode_a", {"a3": ["", ""]})
+    with pytest.raises(ValueError, match=r"asr_r3 has 2 decodings, decode_a decode_b: name one with --decode_tag"):
+        accuracy_table.collect(exp, data, ["r3"], ["test"])
+    with pytest.raises(ValueError, match=r"asr_r3/decode_c: no such decoding \(there are decode_a decode_b\)"):
+        accuracy_table.collect(exp, data, ["r3"], ["test"], "decode_c")
+
+
+def test_the_only_decoding_needs_no_name(tmp_path):
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    fake_experiment(exp, data, "r3", conf("asr", audio=(3,)), {"a3": ["", ""]}, decode="decode_b")
+    assert accuracy_table.collect(exp, data, ["r3"], ["test"])[0]["test", "avgpool", "per-rate", "a3"] == {0: 100.0}
+    (exp / "asr_r3" / "decode_b").rename(exp / "asr_r3" / "elsewhere")
+    with pytest.raises(ValueError, match="asr_r3 has no decode_\\* directory: run stage 12 first"):
+        accuracy_table.collect(exp, data, ["r3"], ["test"])
 
 
 def test_baseline_rows_come_from_their_stage_16_folders(tmp_path):

@@ -30,6 +30,7 @@ inference_nj=2        # jobs for decoding
 ngpu=0                # GPUs for training (0: CPU)
 gpu_inference=false
 num_nodes=1           # >1: stage 11 on several nodes (cmd_backend=slurm; --ngpu GPUs per node)
+num_cpu_ranks=1       # >1 with --ngpu 0: stage 11 on that many CPU processes (DDP over gloo)
 dumpdir=dump
 expdir=exp
 python=python3
@@ -191,6 +192,12 @@ config_encoders() {
     ${python} -m local.train_config "${train_config}" --to_pretrain
 }
 
+stage9_job() {
+    # stage9_job <log> <command>...: a stage-9 job through ${train_cmd};
+    # names its log when it fails (not every launcher does).
+    ${train_cmd} "$@" || { echo "$0: stage 9: a job failed; see $1" >&2; return 1; }
+}
+
 encoded_dir=${dumpdir}/encoded
 dump_encoded() {
     # The frozen audio encoder's outputs of the training (with the noisy
@@ -201,7 +208,7 @@ dump_encoded() {
         [ "${dset}" = "${train_set}" ] && opts="${encoder_dump_opts} ${noise_scp:+--noise_scp ${data_feats}/noise.scp}"
         log "Stage 9: frozen audio encoder outputs of ${dset} -> ${encoded_dir}/${dset}"
         # shellcheck disable=SC2086
-        ${train_cmd} "${encoded_dir}/${dset}/dump.log" \
+        stage9_job "${encoded_dir}/${dset}/dump.log" \
             ${python} -m espnet_mtsk.bin.dump_encoded --config "${train_config}" --llm_dir "${llm_out}" \
             --data_dir "${data_feats}/${dset}" --out_dir "${encoded_dir}/${dset}" ${opts}
     done
@@ -218,11 +225,24 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     "${encoder_dump}" && n_jobs=$((n_jobs + 1))
     threads=$(( $(nproc) / (n_jobs > 0 ? n_jobs : 1) ))
     [ "${threads}" -ge 1 ] || threads=1
+    # Each job runs in its own process group (job control, set -m), to be
+    # stopped whole: launcher, shells, python. The first job to fail stops
+    # the others, and so does this script's end (an error, an interrupt):
+    # they would run on unseen, holding the cores and writing the files a
+    # rerun writes.
     pids=()
+    stop_jobs() {
+        local pid
+        for pid in "${pids[@]}"; do kill -- "-${pid}" 2>/dev/null || true; done
+    }
+    trap stop_jobs EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    set -m
     for modality in ${encoders}; do
         log "Stage 9: CTC pre-training of the ${modality} encoder -> ${encoder_dir}/${modality}.pth"
         # shellcheck disable=SC2086
-        OMP_NUM_THREADS=${threads} ${train_cmd} "${encoder_dir}/${modality}.log" \
+        OMP_NUM_THREADS=${threads} stage9_job "${encoder_dir}/${modality}.log" \
             ${python} -m local.encoder_pretrain --config "${train_config}" \
             --llm_dir "${llm_out}" --modality "${modality}" \
             --train_dir "${data_feats}/${train_set}" --valid_dir "${data_feats}/${valid_set}" \
@@ -234,7 +254,18 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         (export OMP_NUM_THREADS=${threads}; dump_encoded) &
         pids+=($!)
     fi
-    for pid in "${pids[@]}"; do wait "${pid}"; done
+    set +m
+    # Polled: before bash 5.1, wait -n does not say which job ended.
+    while [ ${#pids[@]} -gt 0 ]; do
+        sleep 1
+        for i in "${!pids[@]}"; do
+            if ! kill -0 "${pids[i]}" 2>/dev/null; then
+                wait "${pids[i]}"  # a failure ends the script; the EXIT trap stops the others
+                unset "pids[i]"
+            fi
+        done
+    done
+    trap - EXIT INT TERM
     for modality in ${encoders}; do
         grep "valid greedy WER" "${encoder_dir}/${modality}.log" | tail -n 1
     done
@@ -286,19 +317,31 @@ fi
 if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
     log "Stage 11: training -> ${asr_exp}"
     mkdir -p "${asr_exp}"
-    launcher=()
+    trainer=(${python} -m espnet_mtsk.bin.avsr_train)
+    if [ "${num_cpu_ranks}" -gt 1 ]; then
+        [ "${ngpu}" -eq 0 ] && [ "${num_nodes}" -eq 1 ] || {
+            echo "$0: --num_cpu_ranks is for CPU training on one machine (--ngpu 0 --num_nodes 1)" >&2; exit 1; }
+        # ESPnet spawns ranks itself only for GPUs; torchrun starts CPU
+        # ranks and gives each the RANK, WORLD_SIZE and MASTER_* variables
+        # that ESPnet's env:// initialisation reads. Each rank trains on its
+        # share of every batch, and the cores are shared among the ranks.
+        threads=$(( $(nproc) / num_cpu_ranks > 0 ? $(nproc) / num_cpu_ranks : 1 ))
+        trainer=(env OMP_NUM_THREADS="${threads}" ${python} -m torch.distributed.run --standalone
+            --nproc_per_node "${num_cpu_ranks}" -m espnet_mtsk.bin.avsr_train)
+        train_opts+=" --dist_backend gloo"
+    fi
     if [ "${num_nodes}" -gt 1 ]; then
         [ "${cmd_backend}" = slurm ] || { echo "$0: --num_nodes ${num_nodes} needs cmd_backend=slurm (cmd.sh)" >&2; exit 1; }
         # ESPnet's multi-node mode (espnet2/bin/launch.py): srun starts one
         # process per node, each spawns one per GPU; they meet through a
         # file on the shared file system.
-        launcher=(srun --export=ALL)
+        trainer=(srun --export=ALL "${trainer[@]}")
         train_opts+=" --multiprocessing_distributed true --dist_launcher slurm"
         train_opts+=" --dist_init_method file://$(pwd)/${asr_exp}/.dist_init_$(date +%s%N)"
     fi
     # shellcheck disable=SC2046,SC2086
     ${cuda_cmd} --gpu "${ngpu}" --num_nodes "${num_nodes}" "${asr_exp}/train.log" \
-        "${launcher[@]}" ${python} -m espnet_mtsk.bin.avsr_train --ngpu "${ngpu}" ${train_opts} \
+        "${trainer[@]}" --ngpu "${ngpu}" ${train_opts} \
         $(data_args --train_data_path_and_name_and_type "${data_feats}/${train_set}" text) \
         $(data_args --valid_data_path_and_name_and_type "${data_feats}/${valid_set}" text) \
         --train_shape_file "${stats_dir}/train/${speech_name}_shape" \

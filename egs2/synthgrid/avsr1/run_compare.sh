@@ -117,8 +117,12 @@ done
 if [ -z "${baselines}" ]; then
     for d in exp/asr_zip_*/; do [ -e "${d}baseline.json" ] && baselines+=" ${d%/}"; done
 fi
+# The decodings of run.sh (its --inference_config conf/decode.yaml, avsr.sh's
+# default --inference_model valid.acc.ave.pth), as avsr.sh names them: a
+# decoding with another config beside them is not the comparison's.
+decode_tag=decode_decode_valid.acc.ave
 # shellcheck disable=SC2086
-python3 -m local.accuracy_table --exp_dir exp --data_dir dump/raw \
+python3 -m local.accuracy_table --exp_dir exp --data_dir dump/raw --decode_tag "${decode_tag}" \
     --test_sets ${test_sets} --scales ${scales} --baselines ${baselines} --out "${out}" \
     --command "cd egs2/synthgrid/avsr1 && ./run_compare.sh --compressors \"${compressors}\" --loras \"${loras}\" --mtsk_modes \"${mtsk_modes}\" --seeds \"${seeds}\"${max_epoch:+ --max_epoch ${max_epoch}}" \
     "${tags[@]}"

@@ -1,0 +1,102 @@
+"""avsr.sh stage 9 runs its jobs (encoder pre-training, the encoder dump) in
+parallel: the first to fail stops the others and names its log."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import link_recipe
+
+# Stand-in python: the config's encoder to pre-train is the video one; the
+# job whose module is $FAIL fails at once, the others take $WAIT seconds
+# (their pids in $PIDS).
+FAKE_PYTHON = """#!/usr/bin/env bash
+case "$*" in
+    *local.train_config*) echo video ;;
+    *"-m ${FAIL} "*) echo "bad input" >&2; exit 1 ;;
+    *) echo $$ >> "${PIDS}"; echo "valid greedy WER 0.0"; exec sleep "${WAIT}" ;;
+esac
+"""
+
+
+def stage_9(tmp_path, fail, wait):
+    """avsr.sh --stage 9 (pre-training the video encoder, and the dump) in
+    a copy of the recipe, started: (its process, the recipe folder)."""
+    recipe = link_recipe(tmp_path / "recipe")
+    python = tmp_path / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    proc = subprocess.Popen(
+        ["./avsr.sh", "--stage", "9", "--stop_stage", "9", "--train_set", "train", "--valid_set", "dev",
+         "--test_sets", "test", "--train_config", "conf/train_avsr_mtsk.yaml", "--python", str(python),
+         "--encoder_pretrain", "true", "--encoder_dump", "true"],
+        cwd=recipe, env={**os.environ, "FAIL": fail, "WAIT": str(wait), "PIDS": str(tmp_path / "pids")},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    return proc, recipe
+
+
+def job_pids(tmp_path):
+    pids = tmp_path / "pids"
+    return [int(p) for p in pids.read_text().split()] if pids.exists() else []
+
+
+def running(pid):
+    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(condition, seconds):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.fixture
+def end_jobs(tmp_path):
+    """Kills the stand-in jobs a failed test leaves running."""
+    yield
+    for pid in job_pids(tmp_path):
+        if running(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("failing, log", [
+    ("espnet_mtsk.bin.dump_encoded", "dump/encoded/train/dump.log"),
+    ("local.encoder_pretrain", "exp/encoders/video.log"),
+], ids=["dump fails", "pre-training fails"])
+def test_a_failing_job_stops_the_others(tmp_path, end_jobs, failing, log):
+    start = time.monotonic()
+    proc, recipe = stage_9(tmp_path, failing, 30)
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode != 0 and time.monotonic() - start < 15
+    assert f"avsr.sh: stage 9: a job failed; see {log}" in stderr, stderr
+    assert "bad input" in (recipe / log).read_text()
+    [waiting] = job_pids(tmp_path)
+    assert wait_until(lambda: not running(waiting), 5)
+
+
+def test_stopping_the_stage_stops_its_jobs(tmp_path, end_jobs):
+    proc, _ = stage_9(tmp_path, "nothing", 30)
+    assert wait_until(lambda: len(job_pids(tmp_path)) == 2, 10)
+    proc.terminate()
+    proc.communicate(timeout=10)
+    assert proc.returncode != 0
+    assert wait_until(lambda: not any(map(running, job_pids(tmp_path))), 5)
+
+
+def test_jobs_that_succeed_finish_the_stage(tmp_path, end_jobs):
+    proc, recipe = stage_9(tmp_path, "nothing", 1)
+    stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    # The video encoder, then the dump of train and dev.
+    assert len(job_pids(tmp_path)) == 3
+    assert "valid greedy WER 0.0" in stdout
+    assert (recipe / "dump/encoded/dev/dump.log").exists()
