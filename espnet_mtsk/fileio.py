@@ -45,14 +45,28 @@ def atomic_path(path: Union[str, Path]) -> Iterator[str]:
     tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}{path.suffix}")
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
+        # The replaced file's mode before anything is written (a 0600 file's
+        # new contents are never readable by others), and again after, for
+        # writers that make the file anew.
+        replaced = _permissions(path)
+        if replaced is not None:
+            os.chmod(tmp, replaced)
         yield tmp
-        with contextlib.suppress(FileNotFoundError):  # no file to replace
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        if replaced is not None:
+            os.chmod(tmp, replaced)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _permissions(path: Path) -> Optional[int]:
+    """The read/write/execute bits of ``path``; None when it does not exist."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode) & 0o777
+    except FileNotFoundError:
+        return None
 
 
 def remove_temp_files(root: str) -> int:

@@ -107,8 +107,9 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 24), b""):
             digest.update(block)
     # Every training hashes its sources: entries of files gone (a test's
-    # or an experiment's copies) would pile up.
-    cache = {k: v for k, v in cache.items() if os.path.exists(k)}
+    # or an experiment's copies) would pile up. A file whose folder is not
+    # here either may be on another machine sharing this home: kept.
+    cache = {k: v for k, v in cache.items() if os.path.exists(k) or not os.path.isdir(os.path.dirname(k))}
     cache[key] = {"stamp": stamp, "sha256": digest.hexdigest()}
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)

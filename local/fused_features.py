@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from espnet2.fileio.read_text import read_2columns_text
 
+from espnet_mtsk.bin.avsr_inference import add_pretrained_arguments
 from espnet_mtsk.cli import run_logged
 from espnet_mtsk.compress import AvgPoolCompressor
 from espnet_mtsk.cost import encoder_frame_rates
@@ -98,7 +99,12 @@ def padded(arrays: Sequence[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def write_set(args: argparse.Namespace) -> None:
-    encoders, train_args = AVSRTask.build_encoders_from_file(args.asr_train_config, args.asr_model_file)
+    encoders, train_args = AVSRTask.build_encoders_from_file(
+        args.asr_train_config,
+        args.asr_model_file,
+        pretrained_dirs=dict(args.pretrained_dir),
+        accept_pretrained_changes=args.accept_pretrained_changes,
+    )
     encoders.eval()
     scales = fusion_scales(args.rates, encoder_frame_rates(vars(train_args)))
     preprocess = AVSRTask.build_preprocess_fn(train_args, False, text=False)
@@ -186,6 +192,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--video_dropout", type=float, default=0.0,
                         help="share of utterances whose video half is zeroed (training sets)")
+    add_pretrained_arguments(parser)
     return parser
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny stand-in models built once per test session."""
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -186,5 +187,6 @@ def kill_when_logged(command, log, marker, env, timeout=180):
             assert time.time() < deadline, Path(log).read_text()[-3000:]
             time.sleep(0.02)
         for pid in [proc.pid, *_descendants(proc.pid)]:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # ended meanwhile
+                os.kill(pid, signal.SIGKILL)
         return proc.wait()

@@ -60,10 +60,12 @@ def test_atomic_files_get_the_mode_a_plain_open_gives(tmp_path, umask, mask, exp
 def test_an_overwritten_file_keeps_its_mode(tmp_path, umask):
     target = tmp_path / "list.txt"
     target.write_text("old\n")
-    target.chmod(0o640)
+    target.chmod(0o600)
     with atomic_path(target) as tmp:
+        # Never wider than the file it replaces, even while being written.
+        assert mode(tmp) == 0o600
         open(tmp, "w").write("new\n")
-    assert target.read_text() == "new\n" and mode(target) == 0o640
+    assert target.read_text() == "new\n" and mode(target) == 0o600
 
 
 def test_remove_temp_files_takes_only_atomic_leftovers(tmp_path):

@@ -16,3 +16,11 @@ def test_digest_cache_forgets_files_that_are_gone(tmp_path, monkeypatch):
     assert sha256(kept) == hashlib.sha256(b"kept").hexdigest()
     cache = json.loads((tmp_path / "cache/espnet_mtsk/sha256.json").read_text())
     assert list(cache) == [str(kept.resolve())]
+    # One of another machine's own folders, sharing this home: its digest stays.
+    elsewhere = {"stamp": [1, 2, 3], "sha256": "0" * 64}
+    cache["/node-local/scratch/model.safetensors"] = elsewhere
+    (tmp_path / "cache/espnet_mtsk/sha256.json").write_text(json.dumps(cache))
+    gone.write_bytes(b"again")
+    sha256(gone)
+    cache = json.loads((tmp_path / "cache/espnet_mtsk/sha256.json").read_text())
+    assert cache["/node-local/scratch/model.safetensors"] == elsewhere

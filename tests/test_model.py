@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from conftest import build, make_batch
+from espnet_mtsk.llm.causal_lm import IGNORE_ID
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,8 @@ def test_matryoshka_loss_is_the_mean_of_per_scale_losses(avsr):
         assert torch.allclose(stats[f"loss_{scale_id}"], alone, atol=1e-5)
         assert 0 <= stats[f"acc_{scale_id}"] <= 1
     assert torch.allclose(loss, torch.stack(one_by_one).mean(), atol=1e-5)
-    # The target tokens the loss averages over: each transcript's and its end token.
-    assert weight == batch["text_lengths"].sum() + 2
+    # The target tokens the loss averages over (ESPnet's ranks weight their losses by it).
+    assert weight == (avsr.llm._labels(batch["text"], batch["text_lengths"]) != IGNORE_ID).sum()
     # force_gatherable's shapes: what ESPnet's data-parallel path concatenates.
     assert loss.shape == weight.shape == (1,) and all(v.shape == (1,) for v in stats.values())
 

@@ -153,6 +153,10 @@ def dump(args: argparse.Namespace) -> int:
     task = AVSRTask.get_parser().parse_args(["--config", args.config, *overrides])
     parts = build_frozen_audio_encoder(task)
     data_dir, out_dir = Path(args.data_dir), Path(args.out_dir)
+    if out_dir.resolve() == data_dir.resolve():
+        # A dump made otherwise is removed, and stage 3 keeps the data dir's
+        # own audio in its data/.
+        raise ValueError(f"--out_dir {out_dir} is the data dir: give the dump a folder of its own")
     wavs = AudioDirReader(data_dir)
     videos = VideoScpReader(str(data_dir / "video.scp")) if (data_dir / "video.scp").exists() else None
     noise = None

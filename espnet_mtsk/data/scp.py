@@ -4,10 +4,10 @@ audio, read as ESPnet reads it."""
 
 import collections.abc
 import io
+import subprocess
 from pathlib import Path
 from typing import Dict, Generic, NamedTuple, Optional, Tuple, Type, TypeVar, Union
 
-import kaldiio
 import numpy as np
 import soundfile
 from espnet2.fileio.read_text import read_2columns_text, read_multi_columns_text
@@ -60,8 +60,8 @@ class AudioDirReader(ScpMapping[Segment]):
     """A Kaldi data dir's audio, read as ESPnet's format_wav_scp reads it:
     ``utt_id`` -> float32 (S,) 16 kHz, channels averaged to mono.
 
-    ``wav.scp`` entries are sound files or pipes, whose command kaldiio
-    runs; with a ``segments`` file (``utt_id recording start end``,
+    ``wav.scp`` entries are sound files or pipes (``cmd |``, run by the
+    shell; a non-zero exit status is an error); with a ``segments`` file (``utt_id recording start end``,
     seconds) the utterances are stretches of the recordings ``wav.scp``
     lists. Errors name the utterance and the entry: a recording no entry
     lists, audio that cannot be read, a sample rate other than 16 kHz.
@@ -107,8 +107,16 @@ class AudioDirReader(ScpMapping[Segment]):
     def _read(self, key: str, entry: str) -> np.ndarray:
         try:
             if _is_pipe(entry):
-                with kaldiio.open_like_kaldi(entry, "rb") as f:
-                    wave, rate = soundfile.read(io.BytesIO(f.read()), dtype="float32", always_2d=True)
+                # Run here rather than through kaldiio, whose pipe reader
+                # ignores the command's exit status: a command that fails
+                # after writing part of a file would pass as shorter audio.
+                done = subprocess.run(entry.rstrip()[:-1], shell=True, capture_output=True)
+                if done.returncode != 0:
+                    raise ValueError(
+                        f"{self.fname}: utterance '{key}': {entry!r} exited with status {done.returncode}: "
+                        + done.stderr.decode(errors="replace").strip()[-500:]
+                    )
+                wave, rate = soundfile.read(io.BytesIO(done.stdout), dtype="float32", always_2d=True)
             else:
                 wave, rate = soundfile.read(entry, dtype="float32", always_2d=True)
         except (OSError, RuntimeError) as e:

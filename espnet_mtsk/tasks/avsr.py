@@ -371,7 +371,8 @@ class AVSRTask(AbsTask):
         encoders (in training mode, as built) and the config, pointing at
         the sources read as found here."""
         config_file, args = _read_config(config_file, model_file)
-        mode = args.model_conf["mode"]
+        # A config written by hand may leave the mode to the model's default.
+        mode = {**get_default_kwargs(ESPnetMTSKModel), **(args.model_conf or {})}["mode"]
 
         def build(build_args: argparse.Namespace) -> Encoders:
             parts = cls.build_encoders(build_args)

@@ -49,14 +49,23 @@ def atomic_torch_save():
 
 def rank_differences(model: torch.nn.Module) -> List[str]:
     """The trainable parameters whose values differ between the ranks of
-    the process group (empty: identical everywhere). Every rank calls it."""
-    names, params = zip(*[(n, p) for n, p in model.named_parameters() if p.requires_grad])
-    flat = torch.cat([p.detach().float().reshape(-1) for p in params])
-    high, low = flat.clone(), flat.clone()
-    torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
-    torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
-    spread = (high - low).split([p.numel() for p in params])
-    return [f"{n} (by {s.max().item():.3g})" for n, s in zip(names, spread) if s.max() > 0]
+    the process group (empty: identical everywhere), with the largest
+    difference. Every rank calls it. Bit patterns are compared, so NaNs
+    that agree agree; one parameter at a time, so no rank holds more than
+    a parameter's copies."""
+    differ = []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        value = param.detach().float()
+        bits = value.view(torch.int32)
+        high, low = bits.clone(), bits.clone()
+        torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+        torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+        if not torch.equal(high, low):
+            spread = (high.view(torch.float32) - low.view(torch.float32)).abs().nan_to_num(float("inf"))
+            differ.append(f"{name} (by {spread.max().item():.3g})")
+    return differ
 
 
 @dataclasses.dataclass

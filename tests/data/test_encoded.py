@@ -123,6 +123,14 @@ def test_a_dump_made_differently_is_made_again(data_dir, tmp_path, llm_dir, whis
     assert "provenance.json" in caplog.text
 
 
+def test_the_dump_is_not_written_into_the_data_dir(data_dir, tmp_path, llm_dir, whisper_dir, caplog):
+    config = write_config(tmp_path / "c.yaml", llm_dir, whisper_dir)
+    before = sorted(p.relative_to(data_dir) for p in data_dir.rglob("*"))
+    assert dump_main(["--config", config, "--data_dir", str(data_dir), "--out_dir", str(data_dir)]) == 1
+    assert "is the data dir: give the dump a folder of its own" in caplog.text
+    assert sorted(p.relative_to(data_dir) for p in data_dir.rglob("*")) == before
+
+
 def test_the_audio_encoder_must_be_frozen_whole(data_dir, tmp_path, llm_dir, whisper_dir, caplog):
     # Whisper's weights all lie under encoders.audio.encoder.
     inner = write_config(tmp_path / "inner.yaml", llm_dir, whisper_dir, freeze=["encoders.audio.encoder"])

@@ -33,12 +33,21 @@ def test_stereo_is_averaged_and_a_segment_may_run_to_the_end(tmp_path):
 
 def test_errors_name_the_utterance_and_the_entry(tmp_path):
     sf.write(str(tmp_path / "slow.wav"), np.zeros(800, np.float32), 8000)
-    (tmp_path / "wav.scp").write_text(f"slow {tmp_path / 'slow.wav'}\nbroken false |\n")
+    sf.write(str(tmp_path / "whole.wav"), np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    # A command that fails after writing part of a file: not shorter audio.
+    cut = f"sh -c 'head -c 10044 {tmp_path / 'whole.wav'}; echo gone >&2; exit 3' |"
+    (tmp_path / "wav.scp").write_text(
+        f"slow {tmp_path / 'slow.wav'}\nbroken false |\ncut {cut}\nempty true |\n"
+    )
     reader = AudioDirReader(tmp_path)
     with pytest.raises(ValueError, match=r"wav.scp: utterance 'slow': .*slow.wav' is 8000 Hz, expected 16000"):
         reader["slow"]
-    with pytest.raises(ValueError, match=r"wav.scp: utterance 'broken': cannot read 'false \|'"):
+    with pytest.raises(ValueError, match=r"wav.scp: utterance 'broken': 'false \|' exited with status 1"):
         reader["broken"]
+    with pytest.raises(ValueError, match=r"wav.scp: utterance 'cut': .* exited with status 3: gone"):
+        reader["cut"]
+    with pytest.raises(ValueError, match=r"wav.scp: utterance 'empty': cannot read 'true \|'"):
+        reader["empty"]
     with pytest.raises(KeyError, match="'gone' is not in .*wav.scp"):
         reader["gone"]
     (tmp_path / "segments").write_text("a slow 0 1\nb elsewhere 0 1\n")

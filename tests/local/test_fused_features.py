@@ -136,6 +136,8 @@ def test_a_mode_without_its_encoder_names_the_config(tmp_path, llm_dir, whisper_
     config, ckpt = _trained(tmp_path, llm_dir, whisper_dir, ["encoders"])
     conf = yaml.safe_load(config.read_text())
     conf["video_encoder"] = None
+    # Written by hand: the mode is the model's default (avsr).
+    del conf["model_conf"]["mode"]
     config.write_text(yaml.safe_dump(conf))
     with pytest.raises(ValueError, match=rf"{config}: mode 'avsr' needs a video_encoder"):
         AVSRTask.build_encoders_from_file(config, ckpt)
@@ -172,3 +174,18 @@ def test_features_of_files_pipes_and_segments_without_the_llm_folder(tmp_path, l
         assert sorted(feats) == sorted(waves)
         for utt in waves:
             assert np.array_equal(feats[utt], expected[utt]), (layout, utt)
+
+
+def test_where_the_pretrained_parts_are_reaches_the_loader(tmp_path, monkeypatch):
+    seen = {}
+
+    def loader(config, model_file, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("pretrained weights differ")
+
+    monkeypatch.setattr(AVSRTask, "build_encoders_from_file", loader)
+    args = ["--asr_train_config", "c.yaml", "--asr_model_file", "m.pth", "--rates", "a2_v1",
+            "--data_dir", str(tmp_path), "--out_dir", str(tmp_path / "fused")]
+    more = ["--pretrained_dir", "audio_encoder_conf.model_dir=/data/whisper", "--accept_pretrained_changes", "true"]
+    assert fused_main(args + more) == 1
+    assert seen == {"pretrained_dirs": {"audio_encoder_conf.model_dir": "/data/whisper"}, "accept_pretrained_changes": True}
