@@ -61,9 +61,9 @@ class AudioDirReader(ScpMapping[Segment]):
     ``utt_id`` -> float32 (S,) 16 kHz, channels averaged to mono.
 
     ``wav.scp`` entries are sound files or pipes (``cmd |``, run by the
-    shell; a non-zero exit status is an error); with a ``segments`` file (``utt_id recording start end``,
-    seconds) the utterances are stretches of the recordings ``wav.scp``
-    lists. Errors name the utterance and the entry: a recording no entry
+    shell; a non-zero exit status is an error); with a ``segments`` file
+    (``utt_id recording start end``, seconds) the utterances are stretches
+    of the recordings ``wav.scp`` lists. Errors name the utterance and the entry: a recording no entry
     lists, audio that cannot be read, a sample rate other than 16 kHz.
     """
 
