@@ -19,8 +19,20 @@ setup(
         "sentencepiece",
         "jiwer",
         "av",
+        "numpy",
+        "soundfile",
         "matplotlib",
         "tensorboard",
+        "tqdm",
+        # Mouth crops: scikit-image's SimilarityTransform.from_estimate is new in 0.26;
+        # mediapipe itself goes in with --no-deps (tools/install.sh: its metadata
+        # pins numpy<2 and protobuf<5, which the rest of the stack outgrew).
+        "scikit-image>=0.26,<1",
+        "opencv-python-headless>=4.8,<5",
+        # Long-form transcription: Silero VAD's model ships in its wheel (offline);
+        # get_speech_timestamps' max_speech_duration_s splitting as in 5.1+.
+        "silero-vad>=5.1,<7",
+        "pysubs2>=1.6,<2",  # SRT and WebVTT writing (format_="vtt")
     ],
     extras_require={"test": ["pytest"]},
 )

@@ -1,8 +1,11 @@
 """What the command-line tools share."""
 
+import contextlib
 import dis
 import logging
-from typing import Callable, Dict, Optional
+import os
+import sys
+from typing import Callable, Dict, Iterator, Optional
 
 
 def run_logged(work: Callable[[], object]) -> int:
@@ -58,3 +61,33 @@ def key_value(text: str) -> tuple[str, str]:
     if not sep or not key or not value:
         raise ValueError(f"expected OPTION=VALUE, got {text!r}")
     return key, value
+
+
+@contextlib.contextmanager
+def native_stderr_silenced(silence: bool = True) -> Iterator[None]:
+    """Within the block, what native code writes to file descriptor 2 is
+    dropped, while Python's ``sys.stderr`` (logging, progress bars,
+    tracebacks) still reaches the terminal through a copy of it.
+
+    MediaPipe's graph (glog, TFLite) prints ``W0000 ...`` and ``INFO:``
+    lines there from its own threads, before absl's logging is set up, so
+    neither GLOG_minloglevel nor absl's verbosity reaches them. Set logging
+    up inside the block: a handler keeps the stream it was made with.
+    """
+    if not silence:
+        yield
+        return
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    saved_stream = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved_fd), "w", buffering=1, encoding=saved_stream.encoding, errors="backslashreplace")
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+        sys.stderr.close()
+        sys.stderr = saved_stream

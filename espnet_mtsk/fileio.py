@@ -183,3 +183,30 @@ def _resample(frames) -> list:
         chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
     chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
     return chunks
+
+
+def media_streams(path: str) -> Tuple[Optional[float], Optional[float]]:
+    """A media file -> the durations (s) of its sound and its picture, None
+    for a stream it lacks, read from its header without decoding (a stream
+    without a duration of its own gets the file's). Raises ValueError
+    naming the file when it does not open or holds neither."""
+    import av
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with av.open(path) as container:
+            whole = (container.duration or 0) / av.time_base
+            durations = []
+            for streams in (container.streams.audio, container.streams.video):
+                if not streams:
+                    durations.append(None)
+                elif streams[0].duration and streams[0].time_base:
+                    durations.append(float(streams[0].duration * streams[0].time_base))
+                else:
+                    durations.append(whole)
+    except av.error.FFmpegError as e:
+        raise ValueError(f"{path}: cannot open media ({e})") from e
+    if durations == [None, None]:
+        raise ValueError(f"{path}: neither sound nor picture")
+    return durations[0], durations[1]

@@ -12,7 +12,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
-BOUNDED = ["torch", "torchaudio", "transformers", "peft", "espnet"]
+BOUNDED = ["torch", "torchaudio", "transformers", "peft", "espnet", "silero-vad", "pysubs2", "scikit-image"]
 
 
 def install_requires():

@@ -1,5 +1,6 @@
-"""Transcribing a user's video: a real face (scikit-image's astronaut) that
-speaks, with a tiny trained-from-scratch model packed the ESPnet way."""
+"""Transcribing a user's video as a clip (``--vad false``): a real face
+(scikit-image's astronaut) that speaks, with a tiny trained-from-scratch
+model packed the ESPnet way. Long files: test_longform.py."""
 
 import importlib.util
 import json
@@ -17,8 +18,12 @@ skimage_data = pytest.importorskip("skimage.data")
 cv2 = pytest.importorskip("cv2")
 
 from conftest import model_config  # noqa: E402
+from faces import talking_face  # noqa: E402
 from espnet_mtsk.bin import pack  # noqa: E402
-from espnet_mtsk.bin.transcribe import load_media, main  # noqa: E402
+from espnet_mtsk.bin.avsr_inference import AVSR2Text  # noqa: E402
+from espnet_mtsk.bin.transcribe import main  # noqa: E402
+from espnet_mtsk.data.mouth_track import MouthTrack  # noqa: E402
+from espnet_mtsk.longform import LongForm  # noqa: E402
 from espnet_mtsk.data.video import write_video_mp4  # noqa: E402
 from espnet_mtsk.tasks.avsr import AVSRTask  # noqa: E402
 from test_pack import caches  # noqa: E402,F401  (espnet_model_zoo's and our caches in tmp_path)
@@ -49,9 +54,8 @@ def videos(tmp_path_factory):
     """A talking face at 30 fps with 22.05 kHz sound, the same without sound,
     with twice as long a sound track, a faceless one and a corrupt file."""
     folder = tmp_path_factory.mktemp("videos")
-    still = cv2.resize(skimage_data.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
     num = int(SECONDS * 30)
-    frames = np.stack([np.roll(still, t // 3, axis=1) for t in range(num)])
+    frames = talking_face(num, 256)
     rate = 22050
     t = np.arange(int(SECONDS * rate)) / rate
     speech = 0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))
@@ -67,68 +71,107 @@ def videos(tmp_path_factory):
     return paths
 
 
-def test_media_is_resampled_and_cropped(videos, caplog):
+def test_media_is_resampled_and_cropped(model_files, videos, caplog):
+    avsr = AVSR2Text(str(model_files / "config.yaml"), str(model_files / "model.pth"), beam_size=1, max_new_tokens=2)
+    transcriber = LongForm(avsr, "a2_v1", vad=False)
     with caplog.at_level(logging.INFO):
-        inputs = load_media(videos["talk"], {"audio", "video"})
-    assert abs(len(inputs["speech"]) - SECONDS * 16000) < 0.05 * 16000
-    assert inputs["video"].shape == (int(SECONDS * 25), 88, 88)
-    assert "22050 Hz, resampled to 16000" in caplog.text and "30 fps -> 25 fps" in caplog.text
-    silent = load_media(videos["silent"], {"audio", "video"})
-    assert set(silent) == {"video"}
+        plan = transcriber.plan(videos["talk"])
+        [(span, crops, found, _)] = list(MouthTrack(videos["talk"])(plan.spans))
+    assert abs(len(plan.speech) - SECONDS * 16000) < 0.05 * 16000
+    assert span == (0.0, SECONDS) and found == 1.0
+    assert crops.shape == (int(SECONDS * 25), 88, 88)
+    assert "22050 Hz, resampled to 16000" in caplog.text
+    silent = transcriber.plan(videos["silent"])
+    assert silent.speech is None and silent.scale == "v1"
 
 
-def test_transcribe_cli(model_files, videos, capsys, caplog):
-    args = ["--asr_model_file", str(model_files / "model.pth"), "--beam_size", "2", "--max_new_tokens", "3"]
+def test_transcribe_cli(model_files, videos, capsys, caplog, tmp_path):
+    args = ["--asr_model_file", str(model_files / "model.pth"), "--beam_size", "2", "--max_new_tokens", "3",
+            "--vad", "false"]
     files = [videos[n] for n in ("talk", "noface", "corrupt", "silent")]
     with caplog.at_level(logging.INFO):
-        status = main(files + args + ["--scale", "a2_v1"])
+        status = main(files + args + ["--scale", "a2_v1", "--verbose", "--subtitles", "srt,json",
+                                      "--output_dir", str(tmp_path / "subs")])
     out = capsys.readouterr().out.splitlines()
-    # The two readable faces come out, in order; the others are named.
-    assert [line.split()[0] for line in out] == [videos["talk"], videos["silent"]]
+    # The readable files come out, in order, a timed line each; the corrupt
+    # one is named; the faceless one is decoded from its sound.
+    assert [line.split()[0] for line in out] == [videos["talk"], videos["noface"], videos["silent"]]
+    assert out[0].startswith(f"{videos['talk']} [00:00:00.000 --> 00:00:00.800] ")
     assert status == 1
-    assert f"{videos['noface']}" in caplog.text and "no face" in caplog.text.lower()
     assert f"{videos['corrupt']}" in caplog.text
-    assert f"{videos['talk']}: decoded at a2_v1" in caplog.text
-    assert f"{videos['silent']}: decoded at v1" in caplog.text
+    assert f"{videos['noface']}: no face in 1 of 1 segments" in caplog.text
+    assert f"{videos['talk']}: 1 segments, decoded at ['a2_v1']" in caplog.text
+    assert f"{videos['noface']}: 1 segments, decoded at ['a2']" in caplog.text
+    assert f"{videos['silent']}: 1 segments, decoded at ['v1']" in caplog.text
+    record = json.loads((tmp_path / "subs" / "talk.json").read_text())
+    assert record["segments"][0]["modalities"] == ["audio", "video"] and record["file"] == videos["talk"]
+    assert (tmp_path / "subs" / "silent.srt").exists() and not (tmp_path / "subs" / "corrupt.srt").exists()
 
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        assert main([videos["talk"], videos["silent"]] + args + ["--scale", "auto", "--budget_tokens_per_sec", "30"]) == 0
-    assert f"{videos['talk']}: decoded at a4_v2" in caplog.text
-    assert f"{videos['silent']}: decoded at v1" in caplog.text
+        assert main([videos["talk"], videos["silent"]] + args + ["--scale", "auto", "--budget_tokens_per_sec", "30",
+                                                                 "--verbose"]) == 0
+    assert f"{videos['talk']}: 1 segments, decoded at ['a4_v2']" in caplog.text
+    assert f"{videos['silent']}: 1 segments, decoded at ['v1']" in caplog.text
     with caplog.at_level(logging.INFO):
         assert main([videos["talk"]] + args + ["--scale", "auto", "--budget_tokens_per_sec", "5"]) == 1
     assert "no scale fits the budget" in caplog.text
 
 
-def test_sound_longer_than_picture_decodes_the_common_span(model_files, videos, capsys, caplog):
+def test_sound_longer_than_picture_is_said_once(model_files, videos, capsys, caplog):
     args = ["--asr_model_file", str(model_files / "model.pth"), "--beam_size", "2", "--max_new_tokens", "3",
-            "--scale", "a2_v1"]
+            "--scale", "a2_v1", "--vad", "false", "--verbose"]
     with caplog.at_level(logging.INFO):
         assert main([videos["long_sound"]] + args) == 0
-    assert capsys.readouterr().out.startswith(videos["long_sound"])
+    assert capsys.readouterr().out.startswith(f"{videos['long_sound']} [00:00:00.000 --> 00:00:01.6")
     assert re.search(
-        rf"{re.escape(videos['long_sound'])}: the sound lasts 1\.6\d s but the picture 0\.80 s "
-        r"\(more than --av_tolerance 0\.2 s apart\): decoding the first 0\.80 s", caplog.text
+        rf"{re.escape(videos['long_sound'])}: the sound lasts 1\.6\d s but the picture 0\.8\d s: "
+        r"speech past 0\.8\d s is decoded from the sound alone", caplog.text
     )
     caplog.clear()
     with caplog.at_level(logging.INFO):
         assert main([videos["long_sound"]] + args + ["--av_tolerance", "1"]) == 0
     assert "the sound lasts" not in caplog.text
     # Data files (training, test sets) keep the strict check.
-    inputs = load_media(videos["long_sound"], {"audio", "video"})
     preprocess = AVSRTask.build_preprocess_fn(
         AVSRTask.get_parser().parse_args(["--config", str(model_files / "model.yaml")]), True
     )
-    with pytest.raises(ValueError, match=r"utt1: audio lasts 1\.6\d s but video 0\.80 s"):
+    inputs = {"speech": np.zeros(int(1.6 * 16000), np.float32), "video": np.zeros((20, 88, 88), np.float32)}
+    with pytest.raises(ValueError, match=r"utt1: audio lasts 1\.60 s but video 0\.80 s"):
         preprocess("utt1", dict(inputs, text="bin blue"))
+
+
+def test_quiet_by_default(model_files, videos, tmp_path):
+    """Run as a user runs it: stdout has the transcript only; stderr has
+    neither MediaPipe's native lines nor library progress bars."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    run = subprocess.run(
+        [sys.executable, "-m", "espnet_mtsk.bin.transcribe", videos["talk"], "--vad", "false",
+         "--asr_model_file", str(model_files / "model.pth"), "--beam_size", "1", "--max_new_tokens", "2",
+         "--scale", "a2_v1"],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert [line.split()[0] for line in run.stdout.splitlines()] == [videos["talk"]]
+    assert run.stderr == ""
+    verbose = subprocess.run(
+        [sys.executable, "-m", "espnet_mtsk.bin.transcribe", videos["talk"], "--vad", "false", "--verbose",
+         "--asr_model_file", str(model_files / "model.pth"), "--beam_size", "1", "--max_new_tokens", "2",
+         "--scale", "a2_v1"],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )
+    assert "decoded at ['a2_v1']" in verbose.stderr
 
 
 def test_packed_model_with_referenced_folders(model_files, videos, llm_dir, whisper_dir, tmp_path, capsys):
     out = tmp_path / "model.zip"
     pack.main(["--asr_train_config", str(model_files / "config.yaml"), "--asr_model_file",
                str(model_files / "model.pth"), "--outpath", str(out), "--inline_max_mb", "0"])
-    args = [videos["talk"], "--model_tag", str(out), "--beam_size", "2", "--max_new_tokens", "3"]
+    args = [videos["talk"], "--model_tag", str(out), "--beam_size", "2", "--max_new_tokens", "3", "--vad", "false"]
     capsys.readouterr()
     assert main(args + ["--pretrained_dir", f"llm_conf.model_dir={llm_dir}"]) == 0
     assert capsys.readouterr().out.startswith(videos["talk"])

@@ -1,101 +1,120 @@
 #!/usr/bin/env python3
-"""Transcribe a user's video files (face + speech) with a trained model.
+"""Transcribe a user's media files of any length (face and/or speech).
 
     python -m espnet_mtsk.bin.transcribe talk.mp4 [more.mp4 ...] \\
-        --model_tag model.zip --scale a16_v5
+        --model_tag model.zip --scale a16_v5 --subtitles srt,vtt,json --output_dir subs
     python -m espnet_mtsk.bin.transcribe talk.mp4 --asr_model_file exp/x/valid.acc.ave.pth \\
         --scale auto --budget_tokens_per_sec 10
 
-Each file's sound track is read and resampled to 16 kHz (logged; by
-``fileio.decode_audio``, as the LRS training data), its frames
-resampled to 25 fps (logged) and cropped to the mouth (``mouth_roi``); the
-model decodes at the requested scale and prints ``<file> <transcript>``. A
-file without sound track is decoded from the lips alone (the VSR scale of the
-same video rate, or the budget's choice among VSR scales); a file with no
-face, or one that does not decode, gets a message naming it and the other
-files go on. The exit status is 1 when any file failed. Sound and picture
-whose durations differ by more than ``--av_tolerance`` seconds (phone and
-screen recordings often do) are cut to the span both cover, with a warning
-giving both durations; training and test data keep the strict check.
+Each file's sound is read at 16 kHz (``fileio.decode_audio``, as the training
+data) and cut into speech segments that fit the model's window by Silero VAD;
+the mouth is tracked over those segments, a frame at a time
+(``data.mouth_track``); the segments are decoded in batches, in order, and
+printed as they finish, one line each: ``<file> [start --> end] <text>``.
+A segment where no face is found is decoded from the sound alone (the
+scale's audio-only counterpart), one whose face keeps its lips still is not
+the visible talker's speech and is left out (``--still_lips audio``: decoded
+from the sound alone), a file without sound is read from the lips over
+fixed windows; an audio-only scale never starts the face tracker.
+``--vad false`` decodes each file whole, as a clip.
 
-Python: ``transcribe_file(avsr, path)`` with an ``AVSR2Text``.
+``--subtitles srt,vtt,json`` writes ``<output_dir>/<file stem>.<format>``
+once a file is done (never half-written). Only a progress bar (long files),
+one line per problem file and errors reach stderr; ``--verbose`` shows each
+segment's choices and MediaPipe's own messages. A file that fails (no
+decodable stream, corrupt) is named and the others go on; the exit status is
+1 when any file failed. A file without speech gives an empty transcript.
+
+Python: ``transcribe_file(avsr, path)`` (the text) or
+``longform.transcribe_long(avsr, path)`` (the segments).
 """
 
 import argparse
+import contextlib
+import io
 import logging
+import os
 import sys
-from typing import Dict, List, Optional
+import warnings
+from pathlib import Path
+from typing import List, Optional
 
-import numpy as np
+from espnet2.utils.types import str2bool
 
-from espnet_mtsk.bin.avsr_inference import AVSR2Text, add_pretrained_arguments
-from espnet_mtsk.cli import model_source
-from espnet_mtsk.data.mouth_roi import MOUTH_SIZE, crop_mouth_file
-from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, decode_audio, from_pcm16
-
-
-def load_media(path: str, modalities, crop_size: int = MOUTH_SIZE) -> Dict[str, np.ndarray]:
-    """The inputs of ``path`` the model can use: ``speech`` (S,) float at
-    16 kHz and/or ``video`` (T, crop_size, crop_size) mouth crops at 25 fps."""
-    inputs = {}
-    if "audio" in modalities:
-        track = decode_audio(path)
-        if track is None:
-            logging.warning(f"{path}: no sound track, decoding from the lips alone")
-        else:
-            pcm, rate = track
-            if rate != SAMPLE_RATE:
-                logging.info(f"{path}: audio at {rate} Hz, resampled to {SAMPLE_RATE} Hz")
-            inputs["speech"] = from_pcm16(pcm)
-    if "video" in modalities:
-        inputs["video"] = crop_mouth_file(path, crop_size)
-    if not inputs:
-        raise ValueError(f"{path}: nothing the model can read")
-    return inputs
+# ESPnet's attention module prints to stdout when flash-attn is missing, and
+# stdout carries the transcript: the message is logged (--verbose) instead.
+with contextlib.redirect_stdout(io.StringIO()) as _import_messages:
+    from espnet_mtsk.bin.avsr_inference import AVSR2Text, add_pretrained_arguments
+from espnet_mtsk.cli import model_source, native_stderr_silenced
+from espnet_mtsk.data.mouth_roi import MOUTH_SIZE
+from espnet_mtsk.longform import LongForm, transcribe_long
+from espnet_mtsk.subtitles import FORMATS, write_subtitles
 
 
-def common_span(path: str, inputs: Dict[str, np.ndarray], tolerance: float) -> Dict[str, np.ndarray]:
-    """``inputs`` cut to the span both sound and picture cover when their
-    durations differ by more than ``tolerance`` seconds (both are taken to
-    start together), with a warning that gives both durations."""
-    if "speech" not in inputs or "video" not in inputs:
-        return inputs
-    audio_sec = len(inputs["speech"]) / SAMPLE_RATE
-    video_sec = len(inputs["video"]) / VIDEO_FPS
-    if abs(audio_sec - video_sec) <= tolerance:
-        return inputs
-    seconds = min(audio_sec, video_sec)
-    logging.warning(
-        f"{path}: the sound lasts {audio_sec:.2f} s but the picture {video_sec:.2f} s "
-        f"(more than --av_tolerance {tolerance:g} s apart): decoding the first "
-        f"{seconds:.2f} s, which both cover"
-    )
-    return {
-        "speech": inputs["speech"][: round(seconds * SAMPLE_RATE)],
-        "video": inputs["video"][: round(seconds * VIDEO_FPS)],
-    }
+def transcribe_file(avsr: AVSR2Text, path: str, scale: Optional[str] = None, **options) -> str:
+    """One file -> its transcript at ``scale`` (default: the decoder's); the
+    options are ``LongForm``'s."""
+    return " ".join(s.text for s in transcribe_long(avsr, path, scale, **options) if s.text)
 
 
-def transcribe_file(
-    avsr: AVSR2Text, path: str, scale: Optional[str] = None, crop_size: int = MOUTH_SIZE
-) -> str:
-    """One file -> its transcript at ``scale`` (default: the decoder's).
-    Sound and picture further apart than the decoder's ``av_tolerance`` are
-    cut to their common span (``common_span``)."""
-    modalities = {m for s in avsr.model.scales for m in s.modalities}
-    inputs = common_span(path, load_media(path, modalities, crop_size), avsr.train_args.av_tolerance)
-    available = [m for m, key in (("audio", "speech"), ("video", "video")) if key in inputs]
-    scale_id = avsr.resolve_scale(scale or avsr.scale, available, name=path)
-    texts, _, _ = avsr.decode_scales(avsr.single_batch(path, **inputs), [scale_id])[scale_id]
-    logging.info(f"{path}: decoded at {scale_id}")
-    return texts[0]
+def timestamp(seconds: float) -> str:
+    """Seconds -> ``HH:MM:SS.mmm``."""
+    millis = int(round(seconds * 1000))
+    return f"{millis // 3600000:02d}:{millis // 60000 % 60:02d}:{millis // 1000 % 60:02d}.{millis % 1000:03d}"
+
+
+def transcribe_to(transcriber: LongForm, path: str, formats: List[str], output_dir: Optional[str], progress: bool) -> None:
+    """Prints ``path``'s segments as they are decoded and writes its
+    subtitle files; the progress bar shows files of more than one segment."""
+    from tqdm import tqdm
+
+    plan = transcriber.plan(path)
+    segments = []
+    with tqdm(total=len(plan.spans), desc=Path(path).name, unit="seg", file=sys.stderr,
+              disable=not progress or len(plan.spans) < 2, leave=False) as bar:
+        for segment in transcriber(plan):
+            segments.append(segment)
+            bar.update(1)
+            if segment.scale:
+                bar.clear()
+                print(f"{path} [{timestamp(segment.start)} --> {timestamp(segment.end)}] {segment.text}", flush=True)
+                bar.refresh()
+    logging.info(f"{path}: {len(segments)} segments, decoded at {sorted({s.scale for s in segments if s.scale})}")
+    for fmt in formats:
+        out = Path(output_dir or Path(path).parent) / f"{Path(path).stem}.{fmt}"
+        write_subtitles(str(out), segments, path, plan.duration)
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: bool):
+    """Log records (INFO with ``verbose``, else WARNING) to the current
+    ``sys.stderr`` for the block; the handler goes with the block, as the
+    stream may (``native_stderr_silenced``). Without ``verbose``, libraries'
+    deprecation notices and espnet_model_zoo's unpacking notice are not shown:
+    they are for developers, not for a user."""
+    root = logging.getLogger()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
+    level = root.level
+    with warnings.catch_warnings():
+        if not verbose:
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", module="espnet_model_zoo")
+        root.addHandler(handler)
+        root.setLevel(logging.INFO if verbose else logging.WARNING)
+        try:
+            yield
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("files", nargs="+", help="video files with a face (and sound)")
+    parser.add_argument("files", nargs="+", help="media files: a face and/or speech, any length")
     parser.add_argument("--model_tag", help="a packed model: zip, URL or espnet_model_zoo tag")
     parser.add_argument("--asr_train_config")
     parser.add_argument("--asr_model_file")
@@ -108,10 +127,25 @@ def get_parser() -> argparse.ArgumentParser:
                         help="mouth crop side in pixels (as the model was trained)")
     parser.add_argument(
         "--av_tolerance", type=float, default=None,
-        help="largest gap (s) between the durations of sound and picture decoded as they "
-        "are; a file further apart is cut to the span both cover, with a warning "
-        "(default: the model's training value, 0.2 unless its config says otherwise)",
+        help="largest gap (s) by which the sound may outlast the picture without a warning; "
+        "speech past the picture is decoded from the sound alone (default: the model's "
+        "training value, 0.2 unless its config says otherwise)",
     )
+    parser.add_argument("--vad", type=str2bool, default=True,
+                        help="cut the sound into speech segments (false: each file whole, as a clip)")
+    parser.add_argument("--batch_size", type=int, default=8, help="segments decoded together")
+    parser.add_argument("--still_lips", choices=("skip", "audio"), default="skip",
+                        help="a segment whose face is there but whose lips do not move: leave it out "
+                        "(background talk, babble) or decode it from the sound alone (an off-screen voice)")
+    parser.add_argument("--still_lips_activity", type=float, default=0.018,
+                        help="lips whose opening (over the mouth's width) varies less (standard "
+                        "deviation over the segment) are still")
+    parser.add_argument("--subtitles", default="",
+                        help=f"comma-separated formats to write per file: {', '.join(FORMATS)}")
+    parser.add_argument("--output_dir", help="where subtitle files go (default: beside each file)")
+    parser.add_argument("--progress", type=str2bool, default=True, help="a progress bar on stderr")
+    parser.add_argument("--verbose", action="store_true",
+                        help="log each segment's choices and MediaPipe's own messages")
     parser.add_argument("--beam_size", type=int, default=15)
     parser.add_argument("--max_new_tokens", type=int, default=32)
     parser.add_argument("--ngpu", type=int, default=0)
@@ -120,25 +154,39 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> int:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
-    avsr = AVSR2Text.from_pretrained(
-        **model_source(args),
-        beam_size=args.beam_size,
-        max_new_tokens=args.max_new_tokens,
-        budget_tokens_per_sec=args.budget_tokens_per_sec,
-        budget_rtf=args.budget_rtf,
-        scale_table=args.scale_table,
-        pretrained_dirs=dict(args.pretrained_dir),
-        accept_pretrained_changes=args.accept_pretrained_changes,
-        av_tolerance=args.av_tolerance,
-    )
-    failed = 0
-    for path in args.files:
-        try:
-            print(f"{path} {transcribe_file(avsr, path, args.scale, args.crop_size)}", flush=True)
-        except (ValueError, FileNotFoundError) as e:
-            failed += 1
-            logging.error(str(e) if path in str(e) else f"{path}: {e}")
+    formats = [f for f in args.subtitles.split(",") if f]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise SystemExit(f"--subtitles: unknown format(s) {unknown}; choose among {list(FORMATS)}")
+    with native_stderr_silenced(not args.verbose), _logging_to_stderr(args.verbose):
+        if _import_messages.getvalue():
+            logging.info(_import_messages.getvalue().strip())
+        if not args.verbose:
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
+        avsr = AVSR2Text.from_pretrained(
+            **model_source(args),
+            beam_size=args.beam_size,
+            max_new_tokens=args.max_new_tokens,
+            budget_tokens_per_sec=args.budget_tokens_per_sec,
+            budget_rtf=args.budget_rtf,
+            scale_table=args.scale_table,
+            pretrained_dirs=dict(args.pretrained_dir),
+            accept_pretrained_changes=args.accept_pretrained_changes,
+            av_tolerance=args.av_tolerance,
+        )
+        transcriber = LongForm(avsr, args.scale, args.crop_size, args.batch_size, args.vad,
+                               still_lips=args.still_lips, still_lips_activity=args.still_lips_activity)
+        if args.output_dir:
+            os.makedirs(args.output_dir, exist_ok=True)
+        failed = 0
+        for path in args.files:
+            try:
+                transcribe_to(transcriber, path, formats, args.output_dir, args.progress)
+            except (ValueError, FileNotFoundError) as e:
+                failed += 1
+                logging.error(str(e) if path in str(e) else f"{path}: {e}")
     return 1 if failed else 0
 
 

@@ -43,6 +43,7 @@ PIXELS_PER_CM = 8.0
 
 _IDS = list(STABLE_POINTS) + list(MOUTH_POINTS)
 _N_STABLE = len(STABLE_POINTS)
+NUM_POINTS = len(_IDS)
 REFERENCE = np.array(list(STABLE_POINTS.values())) * [PIXELS_PER_CM, -PIXELS_PER_CM]
 
 
@@ -84,24 +85,35 @@ def resample_to_25fps(frames: np.ndarray, fps: float) -> np.ndarray:
     return frames[index]
 
 
-def detect_landmarks(frames: np.ndarray, face_mesh=None) -> np.ndarray:
+def detect_landmarks(frames: np.ndarray, face_mesh=None, reset: bool = True) -> np.ndarray:
     """RGB frames (T, H, W, 3) uint8 -> key points (T, K, 2) in pixels.
 
     K = 7 stable points (``STABLE_POINTS`` order) + 4 mouth points; NaN in
-    frames where no face was found.
+    frames where no face was found. ``reset=False`` goes on tracking from the
+    frames ``face_mesh`` saw last (a stream fed a frame at a time).
     """
     if face_mesh is None:
         with new_face_mesh() as own:
             return detect_landmarks(frames, own)
-    face_mesh.reset()  # no tracking state carried over from another video
+    if reset:
+        face_mesh.reset()  # no tracking state carried over from another video
     height, width = frames.shape[1:3]
-    points = np.full((len(frames), len(_IDS), 2), np.nan)
+    points = np.full((len(frames), NUM_POINTS, 2), np.nan)
     for t, frame in enumerate(frames):
         found = face_mesh.process(np.ascontiguousarray(frame)).multi_face_landmarks
         if found:
             marks = found[0].landmark
             points[t] = [(marks[i].x * width, marks[i].y * height) for i in _IDS]
     return points
+
+
+def mouth_opening(points: np.ndarray) -> np.ndarray:
+    """Key points (T, K, 2) -> (T,) the lips' opening (top of the upper lip
+    to the bottom of the lower) over the mouth's width (corner to corner):
+    a measure head motion and face size leave alone; NaN where no face."""
+    mouth = points[:, _N_STABLE:]
+    width = np.linalg.norm(mouth[:, 1] - mouth[:, 0], axis=-1)
+    return np.linalg.norm(mouth[:, 3] - mouth[:, 2], axis=-1) / width
 
 
 def fill_missing(points: np.ndarray) -> np.ndarray:
@@ -171,18 +183,24 @@ def crop_mouth(
     (T, 2, 3) from frame to crop pixels. Raises ``NoFaceError`` (naming
     ``name``) when no frame has a face.
     """
-    import cv2
-
     points = detect_landmarks(frames, face_mesh)
     if np.isnan(points).all():
         raise NoFaceError(name, len(frames))
     transforms = mouth_transforms(smooth(fill_missing(points), smooth_window), size)
     crops = np.empty((len(frames), size, size), np.uint8)
     for t, (frame, m) in enumerate(zip(frames, transforms)):
-        rgb = cv2.warpAffine(frame, m, (size, size), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE)
-        crops[t] = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        crops[t] = warp_to_mouth(frame, m, size)
     return crops, transforms
+
+
+def warp_to_mouth(frame: np.ndarray, transform: np.ndarray, size: int = MOUTH_SIZE) -> np.ndarray:
+    """An RGB frame (H, W, 3) uint8 and its map (2, 3) -> the grayscale
+    mouth crop (size, size) uint8."""
+    import cv2
+
+    rgb = cv2.warpAffine(frame, transform, (size, size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
 def crop_mouth_file(path: str, size: int = MOUTH_SIZE, face_mesh=None) -> np.ndarray:

@@ -6,8 +6,9 @@ video file PyAV decodes (read as grayscale). Frames come back as float32
 Importing this module registers the type in ESPnet's ``DATA_TYPES``.
 """
 
+import itertools
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import numpy as np
 from espnet2.fileio.read_text import read_2columns_text
@@ -75,38 +76,60 @@ def write_video_npy(path: str, frames: np.ndarray) -> None:
 
 def write_video_mp4(
     path: str,
-    frames: np.ndarray,
+    frames: Iterable[np.ndarray],
     fps: int = VIDEO_FPS,
     audio: Optional[np.ndarray] = None,
     sample_rate: int = SAMPLE_RATE,
+    options: Optional[Dict[str, str]] = None,
 ) -> None:
-    """Writes (T, H, W) grayscale or (T, H, W, 3) RGB frames as an H.264 mp4,
-    atomically; ``audio`` (S,) in -1..1, if given, becomes a mono AAC track."""
+    """Writes grayscale (H, W) or RGB (H, W, 3) frames as an H.264 mp4,
+    atomically.
+
+    ``frames``: an array (T, H, W[, 3]) or any iterable of frames, such as a
+    generator: each frame is encoded as it comes, so a long video is never
+    held whole; the size is the first frame's, and every frame must have
+    it. ``audio`` (S,) in -1..1, if given, becomes a mono AAC track, muxed
+    beside the frames it goes with. ``options``: libx264's own (e.g.
+    ``{"preset": "ultrafast", "crf": "18"}``). Raises ValueError for no
+    frames or a frame of another size.
+    """
     import av
 
-    with atomic_path(path) as tmp:
-        frames = np.clip(frames, 0, 255).astype(np.uint8)
-        with av.open(tmp, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=fps)
-            stream.height, stream.width = frames.shape[1:3]
-            stream.pix_fmt = "yuv420p"
-            track = None
-            if audio is not None:
-                track = container.add_stream("aac", rate=sample_rate, layout="mono")
-            for frame in frames:
-                rgb = frame if frame.ndim == 3 else np.repeat(frame[:, :, None], 3, axis=2)
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
-            container.mux(stream.encode())
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{path}: no frames to write")
+    height, width = np.shape(first)[:2]
+    with atomic_path(path) as tmp, av.open(tmp, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=fps, options=dict(options or {}))
+        stream.height, stream.width = height, width
+        stream.pix_fmt = "yuv420p"
+        track = None if audio is None else container.add_stream("aac", rate=sample_rate, layout="mono")
+        sent = 0  # audio samples muxed so far
+
+        def mux_audio(until: int) -> None:
+            # 1024 samples a chunk, an AAC frame's; muxed beside the video
+            # frames of the same time rather than all after the picture.
+            nonlocal sent
+            while sent < min(until, len(audio)):
+                pcm = (np.clip(audio[sent : sent + 1024], -1, 1) * 32767).astype(np.int16)
+                chunk = av.AudioFrame.from_ndarray(pcm[None], format="s16", layout="mono")
+                chunk.sample_rate, chunk.pts = sample_rate, sent
+                container.mux(track.encode(chunk))
+                sent += 1024
+
+        for index, frame in enumerate(itertools.chain([first], frames)):
+            frame = np.clip(frame, 0, 255).astype(np.uint8)
+            if frame.shape[:2] != (height, width):
+                raise ValueError(f"{path}: frame {index} is {frame.shape[:2]}, the first {(height, width)}")
+            rgb = frame if frame.ndim == 3 else np.repeat(frame[:, :, None], 3, axis=2)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
             if track is not None:
-                pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
-                for start in range(0, len(pcm), 1024):
-                    chunk = av.AudioFrame.from_ndarray(
-                        pcm[None, start : start + 1024], format="s16", layout="mono"
-                    )
-                    chunk.sample_rate = sample_rate
-                    chunk.pts = start
-                    container.mux(track.encode(chunk))
-                container.mux(track.encode())
+                mux_audio((index + 1) * sample_rate // fps)
+        container.mux(stream.encode())
+        if track is not None:
+            mux_audio(len(audio))
+            container.mux(track.encode())
 
 
 register_data_type(

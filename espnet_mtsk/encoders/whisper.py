@@ -110,6 +110,11 @@ class HFWhisperEncoder(AbsEncoder):
         olens = olens.clamp(min=MIN_FRAMES, max=hidden.size(1))
         return hidden[:, : int(olens.max())], olens.to(xs_pad.device), None
 
+    def longest_input(self) -> float:
+        """Seconds of the longest utterance this encoder takes."""
+        states = self.window if isinstance(self.window, int) else self.max_states
+        return states / FRAMES_PER_SECOND
+
     def window_states(self, max_samples: int) -> int:
         """Encoder states of the window for a batch whose longest utterance
         has ``max_samples`` samples."""

@@ -60,3 +60,33 @@ def test_frame_rate_other_than_25_is_named(tmp_path):
     reader = VideoScpReader(_scp(tmp_path, {"a": tmp_path / "a.mp4"}))
     with pytest.raises(ValueError, match="a: .*a.mp4: frame rate 30 fps"):
         reader["a"]
+
+
+def test_mp4_from_a_generator_with_sound_and_encoder_options(tmp_path):
+    from espnet_mtsk.fileio import decode_audio, from_pcm16
+
+    made = []
+
+    def frames():  # RGB frames made one at a time, never held together
+        for t in range(30):
+            made.append(t)
+            yield np.full((48, 64, 3), 40 + 5 * t, np.uint8)
+
+    audio = np.zeros(30 * 640, np.float32)
+    audio[8000:12000] = 0.3 * np.sin(np.arange(4000) * 0.2)  # 0.5-0.75 s
+    write_video_mp4(str(tmp_path / "g.mp4"), frames(), audio=audio, options={"preset": "ultrafast", "crf": "10"})
+    assert made == list(range(30))
+    decoded, fps = read_video(str(tmp_path / "g.mp4"))
+    assert fps == 25 and decoded.shape == (30, 48, 64)
+    assert np.abs(decoded[:, 20, 20].astype(float) - (40 + 5 * np.arange(30))).max() <= 2
+    sound = from_pcm16(decode_audio(str(tmp_path / "g.mp4"))[0])
+    loud = np.flatnonzero(np.abs(sound) > 0.05)  # in place: AAC adds no delay once decoded
+    assert abs(loud[0] - 8000) < 40 and abs(loud[-1] - 12000) < 40
+
+
+def test_mp4_of_no_frames_or_frames_of_two_sizes_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="no frames"):
+        write_video_mp4(str(tmp_path / "a.mp4"), iter([]))
+    with pytest.raises(ValueError, match=r"frame 1 is \(16, 16\), the first \(32, 32\)"):
+        write_video_mp4(str(tmp_path / "a.mp4"), [np.zeros((32, 32)), np.zeros((16, 16))])
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left

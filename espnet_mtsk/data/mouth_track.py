@@ -1,0 +1,142 @@
+"""Mouth crops of chosen time spans of a video of any length, streamed.
+
+``mouth_roi.crop_mouth_file`` holds a clip's every frame; a talk's frames at
+720p would fill the memory. Here two decoders walk the file once each, in
+order, one span at a time: the first finds the face landmarks of the span's
+frames, the second, behind it, warps the same frames into mouth crops once
+the span's landmarks are filled in and smoothed (as ``crop_mouth`` does for
+a clip). At most one frame per decoder is held at full size, so memory does
+not grow with the file's length.
+"""
+
+import logging
+from typing import Iterator, Optional, Sequence, Tuple
+
+import numpy as np
+
+from espnet_mtsk.data.mouth_roi import (
+    MOUTH_SIZE,
+    NUM_POINTS,
+    mouth_opening,
+    detect_landmarks,
+    fill_missing,
+    mouth_transforms,
+    new_face_mesh,
+    smooth,
+    warp_to_mouth,
+)
+from espnet_mtsk.fileio import VIDEO_FPS
+
+Span = Tuple[float, float]
+
+
+def lip_activity(points: np.ndarray) -> float:
+    """Key points (T, K, 2), NaN where no face -> how much the lips move: the
+    standard deviation over the frames with a face of the mouth's opening
+    (``mouth_roi.mouth_opening``). Measured: 0.024-0.04 for SynthGRID
+    talkers' composited mouths, 0.002-0.013 for a still mouth in babble,
+    0.008-0.011 for a still face whose head moves (landmark jitter)."""
+    opening = mouth_opening(points)
+    opening = opening[~np.isnan(opening)]
+    return float(opening.std()) if len(opening) > 1 else 0.0
+
+
+class FrameStream:
+    """A video file's frames in order, taken as a 25 fps stream: output frame
+    ``j`` (time ``j / 25`` s) is the source frame nearest in time, as
+    ``mouth_roi.resample_to_25fps`` takes it (constant frame rate assumed)."""
+
+    def __init__(self, path: str):
+        import av
+
+        self.path = path
+        try:
+            self._container = av.open(path)
+            stream = self._container.streams.video[0]
+        except (av.error.FFmpegError, IndexError) as e:
+            raise ValueError(f"{path}: cannot decode video ({e})") from e
+        stream.thread_type = "AUTO"
+        self.fps = float(stream.average_rate or stream.guessed_rate or 0)
+        if self.fps <= 0:
+            logging.warning(f"{path}: unknown frame rate, taken as 25 fps")
+            self.fps = float(VIDEO_FPS)
+        self._frames = self._container.decode(stream)
+        self._index = -1  # source index of self._frame
+        self._frame = None
+
+    def frames(self, first: int, count: int) -> Iterator[Optional[np.ndarray]]:
+        """RGB frames (H, W, 3) uint8 for 25 fps indices ``first`` ..
+        ``first + count - 1``; None for those past the file's end. Indices
+        must not go back in time between calls."""
+        import av
+
+        for j in range(first, first + count):
+            wanted = int(round(j * self.fps / VIDEO_FPS))
+            try:
+                while self._index < wanted:
+                    self._frame = next(self._frames)
+                    self._index += 1
+            except StopIteration:
+                self._index = float("inf")
+            except av.error.FFmpegError as e:
+                raise ValueError(f"{self.path}: cannot decode video ({e})") from e
+            if self._index == float("inf"):
+                yield None
+            else:
+                yield self._frame.to_ndarray(format="rgb24")
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class MouthTrack:
+    """Mouth crops of a video file's spans, in order, streamed.
+
+    ``for span, crops, found, lips in MouthTrack(path)(spans)``: ``crops``
+    is (T, size, size) uint8 grayscale at 25 fps, T = the span's 40 ms
+    frames, or None when a face was found in fewer than
+    ``min_face_fraction`` of them (the lips would be made up by
+    interpolation); ``found`` is that fraction, ``lips`` the span's
+    ``lip_activity``. Frames past the end of the picture count as faceless (and
+    repeat the last crop).
+    """
+
+    def __init__(self, path: str, size: int = MOUTH_SIZE, min_face_fraction: float = 0.5, face_mesh=None):
+        self.path, self.size, self.min_face_fraction = path, size, min_face_fraction
+        self._face_mesh = face_mesh
+
+    def __call__(self, spans: Sequence[Span]) -> Iterator[Tuple[Span, Optional[np.ndarray], float, float]]:
+        own_mesh = self._face_mesh is None
+        face_mesh = new_face_mesh() if own_mesh else self._face_mesh
+        finder, warper = FrameStream(self.path), FrameStream(self.path)
+        try:
+            for span in spans:
+                first = int(round(span[0] * VIDEO_FPS))
+                count = int(round(span[1] * VIDEO_FPS)) - first
+                points = self._landmarks(finder, face_mesh, first, count)
+                found = float(np.mean(~np.isnan(points).any(axis=(1, 2)))) if count else 0.0
+                if found < self.min_face_fraction or found == 0:
+                    yield span, None, found, 0.0
+                    continue
+                transforms = mouth_transforms(smooth(fill_missing(points)), self.size)
+                crops = np.zeros((count, self.size, self.size), np.uint8)
+                for t, frame in enumerate(warper.frames(first, count)):
+                    # Past the picture's end the last crop stands (a black
+                    # mouth would be read as one).
+                    crops[t] = warp_to_mouth(frame, transforms[t], self.size) if frame is not None else crops[t - 1]
+                yield span, crops, found, lip_activity(points)
+        finally:
+            finder.close()
+            warper.close()
+            if own_mesh:
+                face_mesh.close()
+
+    @staticmethod
+    def _landmarks(stream: FrameStream, face_mesh, first: int, count: int) -> np.ndarray:
+        """Key points (count, K, 2) of the span's frames, NaN where no face."""
+        points = np.full((count, NUM_POINTS, 2), np.nan)
+        face_mesh.reset()  # a span is tracked on its own, as a clip is
+        for t, frame in enumerate(stream.frames(first, count)):
+            if frame is not None:
+                points[t] = detect_landmarks(frame[None], face_mesh, reset=False)[0]
+        return points
