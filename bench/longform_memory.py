@@ -11,8 +11,9 @@ memory, the resident memory at each quarter of the run (flat when nothing
 grows with the file), the wall time and the real-time factor; last line:
 ``ratio: X`` = the longest file's peak / the shortest's.
 
-    python bench/longform_memory.py --exp egs2/synthgrid/avsr1/exp/asr_train_avsr_mtsk \\
-        --data_dir egs2/synthgrid/avsr1/data/test_clean [--minutes 2 20] [--scale a4_v3]
+    cd egs2/synthgrid/avsr1     # the data dirs' paths are relative to the recipe
+    python ../../../bench/longform_memory.py [--exp exp/asr_train_avsr_mtsk] \\
+        [--data_dir data/test_clean] [--minutes 2 20] [--scale a4_v3]
 """
 
 import argparse
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from common import ROOT, machine
+from common import machine
 
 
 def resident_mib(pid: int) -> float:
@@ -70,15 +71,16 @@ def measure(command: list, interval: float = 0.5):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--exp", type=Path, default=ROOT / "egs2/synthgrid/avsr1/exp/asr_train_avsr_mtsk")
-    parser.add_argument("--data_dir", type=Path, default=ROOT / "egs2/synthgrid/avsr1/data/test_clean")
+    parser.add_argument("--exp", type=Path, default=Path("exp/asr_train_avsr_mtsk"))
+    parser.add_argument("--data_dir", type=Path, default=Path("data/test_clean"))
     parser.add_argument("--minutes", type=float, nargs="+", default=[2, 20])
     parser.add_argument("--size", default="1280x720")
     parser.add_argument("--scale", default="a4_v3")
     parser.add_argument("--crop_size", type=int, default=32)
     parser.add_argument("--work_dir", type=Path, help="keeps the videos (default: a temporary folder)")
     args = parser.parse_args()
-    from local.synthgrid.longform import write_talk
+    from espnet_mtsk.cli import native_stderr_silenced
+    from local.synthgrid.longform import frame_size, write_talk
 
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="longform_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -91,7 +93,8 @@ def main() -> None:
         video = work / f"talk_{minutes:g}min.mp4"
         start = time.perf_counter()
         if not video.exists():
-            write_talk(str(video), args.data_dir, minutes * 60, size=args.size)
+            with native_stderr_silenced():
+                write_talk(str(video), str(args.data_dir), minutes * 60, size=frame_size(args.size))
         made = time.perf_counter() - start
         command = [
             sys.executable, "-m", "espnet_mtsk.bin.transcribe", str(video),
@@ -104,7 +107,7 @@ def main() -> None:
         peaks.append(peak)
         quarters = [samples[min(len(samples) - 1, int(q * len(samples)))][1] for q in (0.25, 0.5, 0.75, 0.999)]
         print(
-            f"| {minutes:g} | {video.stat().st_size / 2**20:.0f} | {made:.0f} | {peak:.0f} | "
+            f"| {minutes:g} | {video.stat().st_size / 2**20:.1f} | {made:.0f} | {peak:.0f} | "
             f"{' / '.join(f'{q:.0f}' for q in quarters)} | {wall:.0f} | {wall / (minutes * 60):.2f} |",
             flush=True,
         )

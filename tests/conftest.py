@@ -117,6 +117,22 @@ def model_config(llm_dir, whisper_dir, mode="avsr", lora="mss", compressor="avgp
     )
 
 
+def write_model_files(folder, llm_dir, whisper_dir):
+    """``folder``/model.yaml, the config.yaml training writes from it (every
+    task option, as the parser fills it) and model.pth: a tiny mode-all,
+    MS-LoRA model, seeded. -> ``folder``."""
+    import yaml
+
+    from espnet_mtsk.tasks.avsr import AVSRTask
+
+    (folder / "model.yaml").write_text(yaml.safe_dump(model_config(llm_dir, whisper_dir, mode="all", lora="ms")))
+    args = AVSRTask.get_parser().parse_args(["--config", str(folder / "model.yaml")])
+    (folder / "config.yaml").write_text(yaml.safe_dump(vars(args)))
+    torch.manual_seed(0)
+    torch.save(AVSRTask.build_model(args).state_dict(), folder / "model.pth")
+    return folder
+
+
 def build(llm_dir, whisper_dir, seed=0, model_conf=None, **kwargs):
     """The tiny model of ``model_config(**kwargs)``, ``model_conf`` entries
     overriding its model_conf."""

@@ -139,19 +139,10 @@ needs_mediapipe = pytest.mark.skipif(importlib.util.find_spec("mediapipe") is No
 @pytest.fixture(scope="module")
 def avsr(tmp_path_factory, llm_dir, whisper_dir):
     """A tiny mode-all model (2 s Whisper window) as an ``AVSR2Text``."""
-    import torch
-    import yaml
-
-    from conftest import model_config
+    from conftest import write_model_files
     from espnet_mtsk.bin.avsr_inference import AVSR2Text
-    from espnet_mtsk.tasks.avsr import AVSRTask
 
-    folder = tmp_path_factory.mktemp("exp")
-    (folder / "model.yaml").write_text(yaml.safe_dump(model_config(llm_dir, whisper_dir, mode="all", lora="ms")))
-    args = AVSRTask.get_parser().parse_args(["--config", str(folder / "model.yaml")])
-    (folder / "config.yaml").write_text(yaml.safe_dump(vars(args)))
-    torch.manual_seed(0)
-    torch.save(AVSRTask.build_model(args).state_dict(), folder / "model.pth")
+    folder = write_model_files(tmp_path_factory.mktemp("exp"), llm_dir, whisper_dir)
     return AVSR2Text(str(folder / "config.yaml"), str(folder / "model.pth"), beam_size=1, max_new_tokens=3)
 
 

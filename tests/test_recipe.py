@@ -1,5 +1,5 @@
 """A CI-sized run of egs2/synthgrid/avsr1: stages 1-15 on a few utterances,
-then run_compare.sh on its encoders and LLM."""
+then run_compare.sh on its encoders and LLM, and run_longform.sh on its model."""
 
 import importlib.util
 import os
@@ -126,6 +126,29 @@ def test_espnet_baseline_rows_beside_the_matryoshka_model(recipe_run):
     rows = re.findall(r"^\|(test_[^|]+)\|espnet_a2_v1\|", results.split("## CER")[0], re.M)
     assert rows == sets
     assert re.search(r"`espnet_a2_v1` \(AVSR\): `exp/asr_train_asr_fused_a2_v1/model.zip`, [0-9,]+ trainable", results)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mediapipe") is None, reason="needs mediapipe")
+def test_long_form_set_transcribed_and_scored(recipe_run):
+    tmp_path, proc = recipe_run
+    assert proc.returncode == 0, "the recipe run failed"
+    run = subprocess.run(
+        ["./run_longform.sh", "--scales", "a4 a4_v3", "--transcribe_opts", QUICK_DECODE,
+         "--longform_opts", "--babble_stretches 1"],
+        cwd=tmp_path, env={**os.environ, "SYNTHGRID": str(tmp_path / "downloads")}, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    long_set = tmp_path / "data" / "test_long"
+    assert len((long_set / "segments").read_text().splitlines()) == 2  # the test speaker's 2 utterances
+    assert len((long_set / "babble").read_text().splitlines()) == 1
+    exp = tmp_path / "exp" / "asr_train_avsr_mtsk"
+    for scale in ("a4", "a4_v3"):
+        [record] = (exp / "decode_longform_valid.acc.ave" / scale / "long").glob("*.json")
+        segments = yaml.safe_load(record.read_text())["segments"]
+        assert segments and all(s["start"] < s["end"] for s in segments)
+        assert len(list((exp / "decode_longform_valid.acc.ave" / scale / "clips").glob("*.json"))) == 2
+    table = (exp / "RESULTS_longform.md").read_text()
+    assert re.search(r"^\|a4\|2\|", table, re.M) and re.search(r"^\|a4_v3\|2\|", table, re.M)
 
 
 def test_compare_trains_per_rate_models_beside_the_matryoshka_one(recipe_run):

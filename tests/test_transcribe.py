@@ -9,15 +9,13 @@ import re
 
 import numpy as np
 import pytest
-import torch
-import yaml
 
 if importlib.util.find_spec("mediapipe") is None:
     pytest.skip("needs mediapipe (tools/install.sh)", allow_module_level=True)
 skimage_data = pytest.importorskip("skimage.data")
 cv2 = pytest.importorskip("cv2")
 
-from conftest import model_config  # noqa: E402
+from conftest import write_model_files  # noqa: E402
 from faces import talking_face  # noqa: E402
 from espnet_mtsk.bin import pack  # noqa: E402
 from espnet_mtsk.bin.avsr_inference import AVSR2Text  # noqa: E402
@@ -34,13 +32,7 @@ SECONDS = 0.8
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory, llm_dir, whisper_dir):
     """config.yaml, a checkpoint and the scale table of a mode-all model."""
-    folder = tmp_path_factory.mktemp("exp")
-    # The config.yaml training writes: every task option, as the parser fills it.
-    (folder / "model.yaml").write_text(yaml.safe_dump(model_config(llm_dir, whisper_dir, mode="all", lora="ms")))
-    args = AVSRTask.get_parser().parse_args(["--config", str(folder / "model.yaml")])
-    (folder / "config.yaml").write_text(yaml.safe_dump(vars(args)))
-    torch.manual_seed(0)
-    torch.save(AVSRTask.build_model(args).state_dict(), folder / "model.pth")
+    folder = write_model_files(tmp_path_factory.mktemp("exp"), llm_dir, whisper_dir)
     # Made-up dev numbers: a2_v1 is the most accurate, v1 the best lips-only.
     rows = [("a2", 20, 25), ("a4", 30, 12.5), ("v1", 50, 25), ("v2", 60, 12.5),
             ("a2_v1", 10, 50), ("a2_v2", 15, 37.5), ("a4_v1", 12, 37.5), ("a4_v2", 18, 25)]

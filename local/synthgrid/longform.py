@@ -38,6 +38,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from espnet2.fileio.read_text import read_2columns_text
 
+from espnet_mtsk.cli import native_stderr_silenced
 from espnet_mtsk.data.mouth_roi import crop_mouth, detect_landmarks, mouth_transforms, new_face_mesh
 from espnet_mtsk.data.video import VideoScpReader, write_video_mp4
 from espnet_mtsk.fileio import (
@@ -386,7 +387,41 @@ def build(
     write_lines(os.path.join(out_dir, "babble"), babble)
 
 
-def _size(text: str) -> Tuple[int, int]:
+def write_talk(
+    path: str,
+    data_dir: str,
+    seconds: float,
+    size: Tuple[int, int] = (1280, 720),
+    seed: int = 0,
+    preset: str = "veryfast",
+    crf: int = 23,
+) -> float:
+    """One face video of about ``seconds`` (a benchmark's input): the
+    utterances of ``data_dir`` in turn, from the first again when they run
+    out, after pauses as in the set, with three of them spoken without face
+    and no babble; written a frame at a time. -> its duration (s)."""
+    utts = load_utterances(data_dir)
+    if not utts:
+        raise ValueError(f"{data_dir}: no utterances")
+    looped, total = [], 0.0
+    while total < seconds:
+        utt = utts[len(looped) % len(utts)]
+        looped.append(utt)
+        total += len(utt.mouths) / VIDEO_FPS + sum(PAUSE) / 2
+    with new_face_mesh() as face_mesh:
+        compositor = FaceCompositor(size, utts[0].mouths.shape[1], face_mesh)
+        transforms = {
+            s: compositor.calibrate(next(u for u in utts if u.speaker == s).mouths, face_mesh)
+            for s in sorted({u.speaker for u in looped})
+        }
+    rec = Recording("talk", looped, rng_for(seed, "talk"), [], faceless_utts=3, babble_stretches=0)
+    sound = recording_sound(rec, [], babble_snr=0.0)
+    write_video_mp4(path, recording_frames(rec, compositor, transforms), audio=sound,
+                    options={"preset": preset, "crf": str(crf)})
+    return len(sound) / SAMPLE_RATE
+
+
+def frame_size(text: str) -> Tuple[int, int]:
     try:
         width, height = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -402,7 +437,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--noise_scp", required=True, help="babble wavs (id path)")
     parser.add_argument("--out_dir", required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=_size, default=(256, 256), help="frame WIDTHxHEIGHT (256x256)")
+    parser.add_argument("--size", type=frame_size, default=(256, 256), help="frame WIDTHxHEIGHT (256x256)")
     parser.add_argument("--preset", default="veryfast", help="libx264 preset (veryfast)")
     parser.add_argument("--crf", type=int, default=18,
                         help="libx264 quality, lower is better (18: the mouth crops come back about "
@@ -416,8 +451,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
-    build(**vars(get_parser().parse_args(argv)))
+    args = get_parser().parse_args(argv)
+    with native_stderr_silenced():
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
+        build(**vars(args))
 
 
 if __name__ == "__main__":
