@@ -237,3 +237,6 @@ def test_no_speech_and_no_sound(tmp_path, avsr, caplog):
     segments = list(transcriber(plan))
     assert [s.modalities for s in segments] == [("video",), ("video",)]
     assert segments[-1].end == pytest.approx(3.4)
+    # As one clip it does not fit the 2 s window: an error naming it.
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'mute.mp4'}: 3\.40 s is longer than the model's window \(2 s\)"):
+        LongForm(avsr, "a2_v1", crop_size=24, vad=False).plan(str(tmp_path / "mute.mp4"))
