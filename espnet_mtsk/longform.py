@@ -77,16 +77,15 @@ class LongForm:
     decoder's own); ``vad=False`` decodes each file whole, as one clip (it
     must fit the window); ``batch_size`` segments are decoded together;
     ``min_face_fraction``: a segment whose face is found in fewer of its
-    frames is decoded from the sound alone. A segment whose face is there but
-    whose lips do not move (``mouth_track.lip_activity`` under
-    ``still_lips_activity``) is not the visible talker's speech: background talk,
-    babble, an off-screen voice. ``still_lips="skip"`` leaves it out (Silero
-    takes babble for speech, which it is, and the LLM would make a sentence
-    of it); ``"audio"`` decodes it from the sound alone, for videos where an
-    off-screen voice matters. Sound that outlasts the picture
-    by more than the decoder's ``av_tolerance`` is said once (phone and
-    screen recordings often do); its frames past the picture count as
-    faceless.
+    frames is decoded from the sound alone. A segment whose face is there
+    but whose lips do not move (``mouth_track.lip_activity`` under
+    ``still_lips_activity``) is not the visible talker's speech: background
+    talk, babble, an off-screen voice. ``still_lips="skip"`` leaves it out
+    (Silero takes babble for speech, which it is, and the LLM would make a
+    sentence of it); ``"audio"`` decodes it from the sound alone, for videos
+    where an off-screen voice matters. Sound that outlasts the picture by
+    more than the decoder's ``av_tolerance`` is said once (phone and screen
+    recordings often do); its frames past the picture count as faceless.
     """
 
     def __init__(
@@ -148,7 +147,8 @@ class LongForm:
 
     def __call__(self, plan: Plan) -> Iterator[Segment]:
         """The plan's segments, decoded, in order (a batch at a time); a
-        segment that is not decoded comes with empty text and its reason."""
+        segment that is not decoded comes with empty text, scale and
+        modalities (the log says why)."""
         if not plan.spans:
             logging.warning(f"{plan.path}: no speech found: the transcript is empty")
             return

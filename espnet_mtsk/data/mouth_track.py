@@ -17,17 +17,16 @@ import numpy as np
 from espnet_mtsk.data.mouth_roi import (
     MOUTH_SIZE,
     NUM_POINTS,
-    mouth_opening,
     detect_landmarks,
     fill_missing,
+    mouth_opening,
     mouth_transforms,
     new_face_mesh,
     smooth,
     warp_to_mouth,
 )
 from espnet_mtsk.fileio import VIDEO_FPS
-
-Span = Tuple[float, float]
+from espnet_mtsk.vad import Span
 
 
 def lip_activity(points: np.ndarray) -> float:
