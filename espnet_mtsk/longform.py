@@ -20,10 +20,10 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from espnet_mtsk.data.collate import AVSRCollateFn
 from espnet_mtsk.data.mouth_roi import MOUTH_SIZE
 from espnet_mtsk.data.mouth_track import MouthTrack
 from espnet_mtsk.fileio import SAMPLE_RATE, decode_audio, from_pcm16, media_streams
+from espnet_mtsk.model import DATA_NAMES
 from espnet_mtsk.vad import Span, SpeechSegmenter, fixed_windows, segment_of, to_frame_grid
 
 # The longest segment for an audio encoder without a window of its own (a
@@ -109,15 +109,14 @@ class LongForm:
         self.min_face_fraction = min_face_fraction
         self.still_lips, self.still_lips_activity = still_lips, still_lips_activity
         self.av_tolerance = avsr.train_args.av_tolerance
-        self._collate = AVSRCollateFn()
 
     def plan(self, path: str) -> Plan:
         """Reads the file's sound and finds its speech spans. Raises
         ValueError / FileNotFoundError naming the file when it cannot be
         read or the model can use none of its streams."""
         sound, picture = media_streams(path)
-        model_modalities = {m for s in self.avsr.model.scales for m in s.modalities}
-        present = [m for m, there in (("audio", sound), ("video", picture)) if there is not None and m in model_modalities]
+        present = [m for m, there in (("audio", sound), ("video", picture))
+                   if there is not None and m in self.avsr.model.encoders]
         scale = self.avsr.resolve_scale(self.scale, present, name=path)
         track_face = "video" in self.avsr.model.scale(scale).modalities
         speech, duration = None, picture
@@ -186,7 +185,7 @@ class LongForm:
         """Decodes segments [(span, inputs)], a batch per scale, in order."""
         scales = {}
         for index, (span, inputs) in enumerate(pending):
-            modalities = [m for m, key in (("audio", "speech"), ("video", "video")) if key in inputs]
+            modalities = [m for m, key in DATA_NAMES.items() if key in inputs]
             if not modalities:
                 continue
             name = f"{plan.path} {span[0]:.2f}-{span[1]:.2f} s"
@@ -199,13 +198,7 @@ class LongForm:
             scales.setdefault(scale, []).append(index)
         decoded: Dict[int, Tuple[str, str]] = {}
         for scale, indices in scales.items():
-            items = []
-            for i in indices:
-                span, inputs = pending[i]
-                uid = f"{plan.path}@{span[0]:.2f}"
-                data = {k: np.asarray(v, dtype=np.float32) for k, v in inputs.items()}
-                items.append((uid, self.avsr.preprocess(uid, data)))
-            _, batch = self._collate(items)
+            batch = self.avsr.batch([(f"{plan.path}@{pending[i][0][0]:.2f}", pending[i][1]) for i in indices])
             texts = self.avsr.decode_scales(batch, [scale])[scale][0]
             decoded.update({i: (text, scale) for i, text in zip(indices, texts)})
         for index, ((start, end), _) in enumerate(pending):
@@ -215,16 +208,16 @@ class LongForm:
 
     def _summarise(self, plan: Plan) -> None:
         """One line for a file some of whose segments lacked something."""
+        from_sound = "decoded from the sound alone"
         actions = {
-            "no face": "decoded from the sound alone",
-            "lips still": "not transcribed (not the talker on screen; --still_lips audio decodes them from the sound)",
+            "no face": from_sound,
+            "lips still": from_sound if self.still_lips == "audio" else
+            "not transcribed (not the talker on screen; --still_lips audio decodes them from the sound)",
             "nothing the scale reads": "not transcribed",
         }
         for what, spans in plan.notes.items():
             where = ", ".join(f"{a:.1f}-{b:.1f}" for a, b in spans[:5]) + (" ..." if len(spans) > 5 else "")
             action = actions[what]
-            if what == "lips still" and self.still_lips == "audio":
-                action = "decoded from the sound alone"
             logging.warning(f"{plan.path}: {what} in {len(spans)} of {len(plan.spans)} segments ({where} s): {action}")
 
 

@@ -27,6 +27,8 @@ from espnet_mtsk.projector import ProjectorBank
 from espnet_mtsk.scales import MODES, Scale, matryoshka_scales, parse_scale, projector_keys
 
 Encoded = Dict[str, Tuple[torch.Tensor, torch.Tensor]]
+# Each modality's input in a batch.
+DATA_NAMES = {"audio": "speech", "video": "video"}
 
 
 def audio_features(
@@ -159,7 +161,6 @@ class ESPnetMTSKModel(AbsESPnetModel):
         ``espnet_mtsk.data.encoded``) are taken as they are.
         """
         inputs = {"audio": (speech, speech_lengths), "video": (video, video_lengths)}
-        data_name = {"audio": "speech", "video": "video"}
         encoded = {}
         for modality in modalities or list(self.encoders):
             if precomputed and modality in precomputed:
@@ -169,7 +170,7 @@ class ESPnetMTSKModel(AbsESPnetModel):
             xs, lens = inputs[modality]
             if xs is None:
                 raise ValueError(
-                    f"mode '{self.mode}' needs '{data_name[modality]}' in the batch"
+                    f"mode '{self.mode}' needs '{DATA_NAMES[modality]}' in the batch"
                 )
             if modality == "audio":
                 xs, lens = audio_features(self.frontend, self.normalize, xs, lens)

@@ -3,15 +3,16 @@
 The detector is Silero VAD (the ``silero-vad`` wheel carries its TorchScript
 model, so it runs offline; MIT licence; about 1 ms per 32 ms of audio on one
 CPU thread, and trained on speech in many languages and noises, which an
-energy threshold is not). Its segments are padded, cut at the 40 ms frame
-grid shared by audio (640 samples) and video (one frame at 25 fps), split at
-their quietest pause when longer than the model's window, and neighbours
-closer than ``merge_gap`` joined while the result still fits.
+energy threshold is not). Silero pads its segments and splits those longer
+than the model's window at their longest pause; they are then cut at the
+40 ms frame grid shared by audio (640 samples) and video (one frame at 25
+fps), and neighbours closer than ``merge_gap`` joined while the result still
+fits.
 """
 
 import logging
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import torch
@@ -95,42 +96,31 @@ class SpeechSegmenter:
         if self._model is None:
             self._model = load_silero()
         duration = len(speech) / SAMPLE_RATE
-        # Silero splits longer speech at its longest pause; the pads and the
-        # frame grid (up to 40 ms each side) must still fit the window.
-        longest = self.window - 2 * self.pad - 2 / VIDEO_FPS
+        # Silero pads each segment (neighbours closer than two pads meet
+        # half-way) and keeps padded speech within max_speech_duration_s,
+        # split at its longest pause; the frame grid may add 40 ms a side.
         found = get_speech_timestamps(
             torch.from_numpy(np.ascontiguousarray(speech, dtype=np.float32)),
             self._model,
             threshold=self.threshold,
             sampling_rate=SAMPLE_RATE,
             min_speech_duration_ms=int(self.min_speech * 1000),
-            max_speech_duration_s=longest,
+            max_speech_duration_s=self.window - 2 / VIDEO_FPS,
             min_silence_duration_ms=int(self.min_silence * 1000),
-            speech_pad_ms=0,
+            speech_pad_ms=int(self.pad * 1000),
         )
-        spans = [
-            to_frame_grid((t["start"] / SAMPLE_RATE - self.pad, t["end"] / SAMPLE_RATE + self.pad), duration)
-            for t in found
-        ]
-        spans = merge_close(_without_overlap(spans), self.merge_gap, self.window)
+        spans: List[Span] = []
+        for t in found:
+            start, end = to_frame_grid((t["start"] / SAMPLE_RATE, t["end"] / SAMPLE_RATE), duration)
+            # Neighbours that met half-way may overlap by a frame on the grid.
+            start = max(start, spans[-1][1]) if spans else start
+            if end > start:
+                spans.append((start, end))
+        spans = merge_close(spans, self.merge_gap, self.window)
         logging.debug(f"VAD: {len(spans)} segments in {duration:.1f} s")
         return spans
 
 
-def _without_overlap(spans: List[Span]) -> List[Span]:
-    """Padded neighbours that overlap meet half-way instead (on the grid)."""
-    out: List[Span] = []
-    for start, end in spans:
-        if out and start < out[-1][1]:
-            middle = round((start + out[-1][1]) / 2 * VIDEO_FPS) / VIDEO_FPS
-            out[-1] = (out[-1][0], middle)
-            start = middle
-        out.append((start, end))
-    return [s for s in out if s[1] > s[0]]
-
-
-def segment_of(speech: Optional[np.ndarray], span: Span) -> Optional[np.ndarray]:
-    """The samples of ``speech`` inside ``span`` (None stays None)."""
-    if speech is None:
-        return None
+def segment_of(speech: np.ndarray, span: Span) -> np.ndarray:
+    """The samples of ``speech`` (S,) inside ``span``."""
     return speech[round(span[0] * SAMPLE_RATE) : round(span[1] * SAMPLE_RATE)]

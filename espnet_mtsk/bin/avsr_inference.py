@@ -27,6 +27,7 @@ from typeguard import typechecked
 
 from espnet_mtsk.budget import choose_scale, read_scale_table
 from espnet_mtsk.cli import key_value
+from espnet_mtsk.data.collate import AVSRCollateFn
 from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS
 from espnet_mtsk.tasks.avsr import AVSRTask
 
@@ -72,6 +73,7 @@ class AVSR2Text:
             train_args.av_tolerance = av_tolerance
         self.train_args = train_args
         self.preprocess = AVSRTask.build_preprocess_fn(train_args, False)
+        self._collate = AVSRCollateFn()
         self.budget_tokens_per_sec = budget_tokens_per_sec
         self.budget_rtf = budget_rtf
         self.scale_table = scale_table
@@ -165,17 +167,20 @@ class AVSR2Text:
             torch.cuda.synchronize()
         return time.perf_counter()
 
+    def batch(self, items: Sequence[Tuple[str, Dict[str, np.ndarray]]]) -> Dict[str, torch.Tensor]:
+        """Utterances [(uid, {"speech": (S,) and/or "video": (T, H, W)})] ->
+        a padded batch, through the same checks and video crop as decoding
+        from data files (errors name the uid)."""
+        data = [
+            (uid, self.preprocess(uid, {k: np.asarray(v, dtype=np.float32) for k, v in inputs.items()}))
+            for uid, inputs in items
+        ]
+        return self._collate(data)[1]
+
     def single_batch(self, uid: str, **inputs: Optional[np.ndarray]) -> Dict[str, torch.Tensor]:
         """One utterance's ``speech`` (S,) and/or ``video`` (T, H, W) -> a
-        batch of one, through the same checks and video crop as decoding
-        from data files (errors name ``uid``)."""
-        data = {k: np.asarray(v, dtype=np.float32) for k, v in inputs.items() if v is not None}
-        data = self.preprocess(uid, data)
-        batch = {}
-        for name, value in data.items():
-            batch[name] = torch.from_numpy(value).unsqueeze(0)
-            batch[f"{name}_lengths"] = torch.tensor([len(value)])
-        return batch
+        batch of one (``batch``)."""
+        return self.batch([(uid, {k: v for k, v in inputs.items() if v is not None})])
 
     def __call__(
         self,

@@ -15,7 +15,7 @@ from espnet2.fileio.read_text import read_2columns_text
 from typeguard import typechecked
 
 from espnet_mtsk.data.scp import ScpMapping, register_data_type
-from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, atomic_path
+from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, atomic_path, to_pcm16
 
 
 def read_video(path: str, pix_fmt: str = "gray") -> Tuple[np.ndarray, float]:
@@ -105,15 +105,15 @@ def write_video_mp4(
         stream.height, stream.width = height, width
         stream.pix_fmt = "yuv420p"
         track = None if audio is None else container.add_stream("aac", rate=sample_rate, layout="mono")
+        pcm = None if audio is None else to_pcm16(audio)
         sent = 0  # audio samples muxed so far
 
         def mux_audio(until: int) -> None:
             # 1024 samples a chunk, an AAC frame's; muxed beside the video
             # frames of the same time rather than all after the picture.
             nonlocal sent
-            while sent < min(until, len(audio)):
-                pcm = (np.clip(audio[sent : sent + 1024], -1, 1) * 32767).astype(np.int16)
-                chunk = av.AudioFrame.from_ndarray(pcm[None], format="s16", layout="mono")
+            while sent < min(until, len(pcm)):
+                chunk = av.AudioFrame.from_ndarray(pcm[None, sent : sent + 1024], format="s16", layout="mono")
                 chunk.sample_rate, chunk.pts = sample_rate, sent
                 container.mux(track.encode(chunk))
                 sent += 1024
@@ -128,7 +128,7 @@ def write_video_mp4(
                 mux_audio((index + 1) * sample_rate // fps)
         container.mux(stream.encode())
         if track is not None:
-            mux_audio(len(audio))
+            mux_audio(len(pcm))
             container.mux(track.encode())
 
 

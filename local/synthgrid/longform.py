@@ -175,10 +175,6 @@ class FaceCompositor:
         return transform
 
 
-def _table(path: str) -> Dict[str, str]:
-    return dict(read_2columns_text(path))
-
-
 def speech_span(wave: np.ndarray) -> Tuple[int, int]:
     """float (S,) -> (first, past the last) sample above ``SPEECH_FLOOR``
     ((0, 0) for silence)."""
@@ -200,7 +196,7 @@ class Utterance:
 def load_utterances(data_dir: str) -> List[Utterance]:
     """A data dir (wav.scp, video.scp, text, utt2spk) -> its utterances,
     sorted by id."""
-    wavs, texts, speakers = (_table(os.path.join(data_dir, n)) for n in ("wav.scp", "text", "utt2spk"))
+    wavs, texts, speakers = (read_2columns_text(os.path.join(data_dir, n)) for n in ("wav.scp", "text", "utt2spk"))
     videos = VideoScpReader(os.path.join(data_dir, "video.scp"))
     return [
         Utterance(u, speakers[u], texts[u], from_pcm16(read_wav(wavs[u])), videos[u].astype(np.uint8))
@@ -339,7 +335,7 @@ def build(
     utts = load_utterances(data_dir)
     if not utts:
         raise ValueError(f"{data_dir}: no utterances")
-    noises = [from_pcm16(read_wav(path)) for _, path in sorted(_table(noise_scp).items())]
+    noises = [from_pcm16(read_wav(path)) for _, path in sorted(read_2columns_text(noise_scp).items())]
     if not noises:
         raise ValueError(f"{noise_scp}: no noise files")
     crop_size = utts[0].mouths.shape[1]
