@@ -109,7 +109,7 @@ def main(argv=None) -> int:
                     vlens = torch.tensor([len(f) for f in frames])
                 encoded = model.encode(speech, lens, video, vlens)
                 for scale in args.scales:
-                    texts, _ = model.recognize(scale, encoded=encoded, beam_size=args.beam_size, max_new_tokens=16)
+                    texts = model.recognize(scale, encoded=encoded, beam_size=args.beam_size, max_new_tokens=16).texts
                     hyps[scale] += texts
             truth = [normalise(refs[u]) for u in uids]
             wers = [100 * jiwer.wer(truth, [normalise(h) for h in hyps[s]]) for s in args.scales]

@@ -73,8 +73,8 @@ def longest_segment(avsr) -> float:
 class LongForm:
     """Transcribes files of any length with an ``AVSR2Text``.
 
-    ``scale``: a scale id, "auto" (the decoder's budget) or None (the
-    decoder's own); ``vad=False`` decodes each file whole, as one clip (it
+    ``scale``: a scale id, "auto" (the decoder's budget), "adaptive" (a
+    scale per segment, the model's fitted policy) or None (the decoder's own); ``vad=False`` decodes each file whole, as one clip (it
     must fit the window); ``batch_size`` segments are decoded together;
     ``min_face_fraction``: a segment whose face is found in fewer of its
     frames is decoded from the sound alone. A segment whose face is there
@@ -118,7 +118,7 @@ class LongForm:
         present = [m for m, there in (("audio", sound), ("video", picture))
                    if there is not None and m in self.avsr.model.encoders]
         scale = self.avsr.resolve_scale(self.scale, present, name=path)
-        track_face = "video" in self.avsr.model.scale(scale).modalities
+        track_face = "video" in self.avsr.modalities_of(scale)
         speech, duration = None, picture
         if sound is not None:
             pcm, rate = decode_audio(path)
@@ -199,8 +199,8 @@ class LongForm:
         decoded: Dict[int, Tuple[str, str]] = {}
         for scale, indices in scales.items():
             batch = self.avsr.batch([(f"{plan.path}@{pending[i][0][0]:.2f}", pending[i][1]) for i in indices])
-            texts = self.avsr.decode_scales(batch, [scale])[scale][0]
-            decoded.update({i: (text, scale) for i, text in zip(indices, texts)})
+            out = self.avsr.decode_scales(batch, [scale])[scale]
+            decoded.update({i: (text, passes[-1]) for i, text, passes in zip(indices, out.texts, out.passes)})
         for index, ((start, end), _) in enumerate(pending):
             text, scale = decoded.get(index, ("", ""))
             modalities = tuple(self.avsr.model.scale(scale).modalities) if scale else ()

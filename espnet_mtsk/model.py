@@ -8,7 +8,7 @@ the per-scale losses.
 
 import contextlib
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -263,13 +263,11 @@ class ESPnetMTSKModel(AbsESPnetModel):
         beam_size: int = 15,
         max_new_tokens: int = 32,
         encoded: Optional[Encoded] = None,
-    ) -> Tuple[List[str], torch.Tensor]:
+    ) -> "Hypotheses":
         """Transcribes a batch at one scale of the Matryoshka set.
 
         ``encoded`` (from ``encode``) lets several scales share one encoder
-        pass; without it the inputs are encoded here. Returns the B
-        transcripts and the number of audio-visual tokens (B,) the LLM read
-        for each, which sets the cost of the scale.
+        pass; without it the inputs are encoded here.
         """
         scale = self.scale(scale_id)
         if encoded is None:
@@ -278,5 +276,15 @@ class ESPnetMTSKModel(AbsESPnetModel):
             )
         self.lora.activate(self.llm.model, scale.id)
         segments = self.segments(encoded, scale, {})
-        texts = self.llm.generate(segments, beam_size, max_new_tokens)
-        return texts, sum(lens for _, _, lens in segments)
+        texts, scores = self.llm.generate(segments, beam_size, max_new_tokens)
+        return Hypotheses(texts, sum(lens for _, _, lens in segments), scores)
+
+
+class Hypotheses(NamedTuple):
+    """One scale's decoding of a batch: the B transcripts, the audio-visual
+    tokens (B,) the LLM read for each (the scale's cost) and each
+    transcript's score (B,), its mean log-probability per token."""
+
+    texts: List[str]
+    num_tokens: torch.Tensor
+    scores: torch.Tensor

@@ -3,13 +3,16 @@
 One panel per task (ASR, VSR, AVSR: the modalities a scale reads), a line
 per test set within a panel through that task's scales sorted by tokens per
 second, the scale ids as the x tick labels (each with its tokens/s), and
-each ESPnet baseline as its own marker at its cost in the panel of its task.
+each ESPnet baseline as its own marker at its cost in the panel of its task,
+and the per-utterance policy's points (``adaptive@<budget>``) as stars joined
+by a dashed line in the AVSR panel.
 """
 
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from espnet_mtsk.baselines import TASKS, Baseline
+from espnet_mtsk.policy import is_adaptive
 from espnet_mtsk.scales import parse_scale
 from espnet_mtsk.scoring import Score
 
@@ -40,13 +43,16 @@ def build_figure(scores: Sequence[Score], baselines: Sequence[Tuple[Baseline, Li
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_task: Dict[str, List[Score]] = {}
+    policy = [s for s in scores if is_adaptive(s.scale)]
+    scores = [s for s in scores if not is_adaptive(s.scale)]
+    by_task: Dict[str, List[Score]] = {"avsr": []} if policy else {}
     for s in scores:
         by_task.setdefault(task_of(s.scale), []).append(s)
     for baseline, items in baselines:
         by_task.setdefault(baseline.task, [])
     tasks = [t for t in TASKS if t in by_task]
-    datasets = list(dict.fromkeys([s.dataset for s in scores] + [s.dataset for _, items in baselines for s in items]))
+    datasets = list(dict.fromkeys([s.dataset for s in scores + policy]
+                                  + [s.dataset for _, items in baselines for s in items]))
     colours = {d: plt.get_cmap("tab10")(i % 10) for i, d in enumerate(datasets)}
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 4.2), sharey=True, squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -63,6 +69,12 @@ def build_figure(scores: Sequence[Score], baselines: Sequence[Tuple[Baseline, Li
         positions = {k: sum(v) / len(v) for k, v in ticks.items()}
         ax.set_xticks(list(positions.values()))
         ax.set_xticklabels([f"{k}\n{v:.1f}" for k, v in positions.items()], fontsize=7)
+        if task == "avsr" and policy:
+            for dataset in dict.fromkeys(s.dataset for s in policy):
+                line = sorted((s for s in policy if s.dataset == dataset), key=lambda s: s.tokens_per_sec)
+                ax.plot([s.tokens_per_sec for s in line], [s.wer for s in line], "*--",
+                        color=colours[dataset], markersize=9, markeredgecolor="black", linewidth=1)
+            ax.plot([], [], "*--", color="white", markeredgecolor="black", label="adaptive (per utterance)")
         for i, (baseline, b_scores) in enumerate(b for b in baselines if b[0].task == task):
             marker = _MARKERS[i % len(_MARKERS)]
             for s in b_scores:

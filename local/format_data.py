@@ -27,7 +27,8 @@ from espnet2.fileio.read_text import read_2columns_text
 from espnet_mtsk.data.scp import AudioDirReader
 from espnet_mtsk.fileio import SAMPLE_RATE, to_pcm16, write_data_dir, write_wav
 
-LISTS = ("video.scp", "text", "utt2spk")
+# utt2condition: the acoustic condition of a noisy set's utterance (SynthGRID).
+LISTS = ("video.scp", "text", "utt2spk", "utt2condition")
 
 
 def format_dir(src: Path, dst: Path, min_duration: float, max_duration: float) -> int:

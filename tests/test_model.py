@@ -130,11 +130,13 @@ def test_training_drives_loss_down_and_every_scale_decodes(llm_dir, whisper_dir,
     assert losses[-1] < 0.3 * losses[0], losses
     model.eval()
     for scale_id in model.scale_ids:
-        hyps, num_tokens = model.recognize(
+        hyps, num_tokens, scores = model.recognize(
             scale_id, batch["speech"], batch["speech_lengths"], batch["video"],
             batch["video_lengths"], beam_size=2, max_new_tokens=16,
         )
         assert hyps == texts, (scale_id, hyps)
+        # Learned transcripts are near-certain: mean log-probability near 0.
+        assert scores.shape == (len(texts),) and bool(((scores < 0) & (scores > -0.1)).all()), scores
         a_rate, v_rate = (r for _, r in model.scale(scale_id).rates)
         whisper_frames = [max(int(n / 16000 * 50), 25) for n in batch["speech_lengths"].tolist()]
         expected = [

@@ -43,3 +43,17 @@ def test_one_panel_per_task_a_line_per_test_set_and_the_baseline_marker(tmp_path
     assert [t.get_text() for t in axes["AVSR"].get_legend().get_texts()] == ["espnet_a2_v1"]
     assert axes["ASR"].get_legend() is None
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["test_clean", "test_snr0"]
+
+
+def test_the_policys_points_are_stars_on_a_dashed_line_in_the_avsr_panel():
+    fixed = [score("test_mixed", s, t, w) for s, t, w in (("a4", 12.5, 9), ("a4_v3", 20.8, 4), ("a16_v3", 11.4, 6))]
+    policy = [score("test_mixed", p, t, w) for p, t, w in (("adaptive@12", 11.0, 5), ("adaptive", 19.0, 4), ("adaptive@6", 6.0, 7))]
+    fig = build_figure(fixed + policy)
+    axes = {ax.get_title(): ax for ax in fig.axes}
+    assert list(axes) == ["ASR", "AVSR"]
+    [stars] = [line for line in axes["AVSR"].get_lines() if line.get_marker() == "*" and len(line.get_xdata())]
+    assert list(stars.get_xdata()) == [6.0, 11.0, 19.0] and list(stars.get_ydata()) == [7, 5, 4]
+    assert stars.get_linestyle() == "--"
+    # The policy is no scale: no tick of its own, and the fixed line stays the scales'.
+    assert [t.get_text() for t in axes["AVSR"].get_xticklabels()] == ["a4_v3\n20.8", "a16_v3\n11.4"]
+    assert "adaptive (per utterance)" in [t.get_text() for t in axes["AVSR"].get_legend().get_texts()]

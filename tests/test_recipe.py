@@ -10,9 +10,11 @@ import pytest
 import yaml
 from conftest import SYNTHGRID_RECIPE as RECIPE, link_recipe
 
+from espnet_mtsk.policy import AdaptivePolicy
 from espnet_mtsk.scales import config_scales
 
-TEST_SETS = ["test_clean", "test_snr-5", "test_snr0", "test_snr5", "test_snr10"]
+TEST_SETS = ["test_clean", "test_snr-5", "test_snr0", "test_snr5", "test_snr10", "test_mixed"]
+POLICIES = ["adaptive@6", "adaptive@9", "adaptive@12", "adaptive@15", "adaptive"]
 QUICK_TRAIN = "--max_epoch 1 --batch_size 4"
 QUICK_DECODE = "--max_new_tokens 3 --beam_size 2"
 
@@ -46,7 +48,7 @@ def recipe_run(tmp_path_factory):
 def test_recipe_stages_1_to_15(recipe_run):
     tmp_path, proc = recipe_run
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    for name in ["train", "dev", *TEST_SETS]:
+    for name in ["train", "dev", "dev_noisy", "train_noisy", *TEST_SETS]:
         assert (tmp_path / "data" / name / "video.scp").exists(), name
 
     conf = yaml.safe_load((RECIPE / "conf" / "train_avsr_mtsk.yaml").read_text())["model_conf"]
@@ -56,8 +58,19 @@ def test_recipe_stages_1_to_15(recipe_run):
         wer, cer = results.read_text().split("## CER")
         for table in (wer, cer):
             rows = re.findall(r"^\|(test_[^|]+)\|([^|]+)\|", table, re.M)
-            assert sorted(rows) == sorted((t, s) for t in TEST_SETS for s in scales), results
+            want = [(t, s) for t in TEST_SETS for s in scales] + [("test_mixed", p) for p in POLICIES]
+            assert sorted(rows) == sorted(want), results
+        assert "## Per-utterance scale on test_mixed" in cer, results
     assert (exp / "wer_vs_tokens.png").stat().st_size > 0
+    # The policy fitted in stage 12 travels in the zip: stage 15's decoding used the unpacked one.
+    policy = AdaptivePolicy.load(exp / "policy.json")
+    assert policy.scales == scales and policy.points
+    assert policy.conditions == ["clean", "snr-5", "snr0", "snr10", "snr5"]
+    assert list((exp / "unpacked").rglob("policy.json"))
+    adaptive = exp / "decode_decode_valid.acc.ave" / "test_mixed" / "adaptive" / "1best_recog"
+    chosen = (adaptive / "scale").read_text().split()
+    assert set(chosen[1::2]) <= {f"{a}>{b}" for a in scales for b in scales} | set(scales), chosen
+    assert len((adaptive / "estimator_seconds").read_text().splitlines()) == 2
     decoded = exp / "decode_decode_valid.acc.ave" / "test_clean" / scales[0]
     assert (decoded / "score_wer" / "result.md").exists() and (decoded / "score_cer" / "hyp.trn").exists()
     assert len((decoded / "1best_recog" / "text").read_text().splitlines()) == 2

@@ -48,3 +48,41 @@ def test_a_missing_hypothesis_names_the_files(tmp_path, refs):
     write_decoding(decoded, {"u1": "bin blue at f"})
     with pytest.raises(ValueError, match=r"1best_recog/text lacks 1 utterances of .*text: u2"):
         score_dir(refs, decoded, "test", "a4")
+
+
+def test_the_policy_section_per_condition_choices_and_the_fixed_scales_below_its_line(tmp_path):
+    from espnet_mtsk.bin import score
+
+    data, dec = tmp_path / "data" / "test_mixed", tmp_path / "decode" / "test_mixed"
+    data.mkdir(parents=True)
+    refs = {"u1": "bin blue at f two now", "u2": "lay red by g one soon", "u3": "set white in o six please"}
+    (data / "text").write_text("".join(f"{k} {v}\n" for k, v in refs.items()))
+    (data / "utt2condition").write_text("u1 clean\nu2 snr0\nu3 snr0\n")
+    wrong = {**refs, "u2": "lay red by g one now", "u3": "set white in o"}
+    # (hypotheses, tokens per utterance): a cheap audio scale wrong in noise, a dear AV scale right.
+    for scale, hyps, tokens in (("a4", wrong, 25), ("a4_v3", refs, 42), ("a16_v6", refs, 16), ("a16_v3", refs, 30)):
+        write_decoding(dec / scale, hyps, tokens=tokens)
+    for policy, tokens, chosen in (("adaptive@9", 20, ["a4", "a4>a4_v3", "a4_v3"]), ("adaptive", 42, ["a4_v3"] * 3)):
+        write_decoding(dec / policy, refs if policy == "adaptive" else {**refs, "u3": wrong["u3"]}, tokens=tokens)
+        best = dec / policy / "1best_recog"
+        (best / "scale").write_text("".join(f"{k} {c}\n" for k, c in zip(refs, chosen)))
+        (best / "estimator_seconds").write_text("".join(f"{k} 0.01\n" for k in refs))
+    results = tmp_path / "RESULTS.md"
+    score.main(["--decode_dir", str(tmp_path / "decode"), "--data_dir", str(tmp_path / "data"),
+                "--test_sets", "test_mixed", "--scales", "a4", "a4_v3", "a16_v6", "a16_v3", "--results", str(results),
+                "--policy_sets", "test_mixed", "--policies", "adaptive@9", "adaptive"])
+    text = results.read_text()
+    section = text.split("## Per-utterance scale on test_mixed")[1]
+    # Per condition: a4 is right on the clean utterance, 1 + 2 of 12 words wrong at 0 dB.
+    assert "|a4|12.5|0.100||16.67|0.0|25.0|" in section
+    # The estimator's RTF: 0.01 s per 2 s of speech.
+    assert "|adaptive@9|10.0|0.100|0.0050|11.11|0.0|16.7|" in section
+    assert "|adaptive@9|clean|1|0|0|" in section and "|adaptive@9|snr0|0|1|1|" in section
+    assert "|adaptive|snr0|0|0|2|" in section
+    # a16_v6 (8 tokens/s) lies outside the policy's range (10-21 tokens/s);
+    # a4 lies above its line, a16_v3 (15 tokens/s, no error) below it.
+    assert "|a16_v6|8.0|0.00|outside||21.0 (262%)|" in section
+    assert "|a4|12.5|16.67|8.59|-48%|10.0 (80%)|" in section
+    assert "|a16_v3|15.0|0.00|6.06||21.0 (140%)|" in section
+    assert "Fixed scales below the policy's line within its range: a16_v3." in section
+    assert "|test_mixed|adaptive@9|" in text.split("## CER")[0]

@@ -5,7 +5,9 @@ Python API: ``AVSR2Text`` (``AVSR2Text.from_pretrained(model_tag)`` for a
 packed model); CLI: ESPnet's ``asr_inference`` flags plus ``--scale``. The
 1-best transcripts go to ``<output_dir>/1best_recog/text``. ``--scale auto``
 with ``--budget_tokens_per_sec`` and/or ``--budget_rtf`` picks the most
-accurate scale within the budget from the model's measured scale table.
+accurate scale within the budget from the model's measured scale table;
+``--scale adaptive`` (``adaptive@<tokens/s>`` for a budget) chooses a scale per
+utterance with the model's fitted policy (``espnet_mtsk.policy``).
 """
 
 import argparse
@@ -13,6 +15,7 @@ import contextlib
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -29,7 +32,27 @@ from espnet_mtsk.budget import choose_scale, read_scale_table
 from espnet_mtsk.cli import key_value
 from espnet_mtsk.data.collate import AVSRCollateFn
 from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS
+from espnet_mtsk.policy import POLICY_FILE, AdaptivePolicy, adaptive_budget, adaptive_id, is_adaptive, pooled_states
 from espnet_mtsk.tasks.avsr import AVSRTask
+
+
+@dataclass
+class Decoded:
+    """One scale's, or the adaptive policy's, decoding of a batch of B.
+
+    ``num_tokens``: the audio-visual tokens the LLM read per utterance over
+    every pass; ``passes``: the scales each utterance was decoded at, in
+    order (one, or two for a cascade); ``seconds``: the wall time of the
+    encoders, the policy's estimate and the LLM passes; ``estimator_seconds``:
+    the estimate's share (the audio encoder and the posterior).
+    """
+
+    texts: List[str]
+    num_tokens: List[int]
+    scores: List[float]
+    passes: List[List[str]]
+    seconds: float
+    estimator_seconds: float = 0.0
 
 
 class AVSR2Text:
@@ -61,6 +84,7 @@ class AVSR2Text:
         budget_tokens_per_sec: Optional[float] = None,
         budget_rtf: Optional[float] = None,
         scale_table: Optional[str] = None,
+        policy_file: Optional[str] = None,
         pretrained_dirs: Optional[Dict[str, str]] = None,
         av_tolerance: Optional[float] = None,
         accept_pretrained_changes: bool = False,
@@ -79,6 +103,10 @@ class AVSR2Text:
         self.scale_table = scale_table
         if scale_table is None and asr_model_file is not None:
             self.scale_table = str(Path(asr_model_file).parent / "scale_table.json")
+        self.policy_file = policy_file
+        if policy_file is None and asr_model_file is not None:
+            self.policy_file = str(Path(asr_model_file).parent / POLICY_FILE)
+        self._policy: Optional[AdaptivePolicy] = None
         self.scale = self.resolve_scale(scale)
         self.device = device
         self.beam_size = beam_size
@@ -92,12 +120,19 @@ class AVSR2Text:
         (e.g. a video without sound track, ``name``): ``scale`` itself, the
         model's first usable scale for None, the budget's choice for
         "auto". An AVSR scale falls back to the VSR scale of the same video
-        rate when the audio is missing and the model has that scale."""
+        rate when the audio is missing and the model has that scale. The
+        adaptive policy stays itself (``adaptive@<budget>`` with
+        ``budget_tokens_per_sec``): it chooses per utterance."""
         usable = [s for s in self.model.scales if set(s.modalities) <= set(modalities)]
         if not usable:
             raise ValueError(f"{name or 'input'}: no scale of {self.model.scale_ids} works with {list(modalities)} only")
         if scale is None:
             return usable[0].id
+        if is_adaptive(scale):
+            budget = adaptive_budget(scale)
+            scale = adaptive_id(budget if budget is not None else self.budget_tokens_per_sec)
+            self.policy.point(adaptive_budget(scale))
+            return scale
         if scale == "auto":
             if self.scale_table is None:
                 raise ValueError("--scale auto needs --scale_table or --asr_model_file")
@@ -116,6 +151,24 @@ class AVSR2Text:
         logging.info(f"{name}: no {set(chosen.modalities) - set(modalities)}: decoding at {fallback[0].id} instead of {scale}")
         return fallback[0].id
 
+    @property
+    def policy(self) -> AdaptivePolicy:
+        """The fitted per-utterance policy (``policy_file``)."""
+        if self._policy is None:
+            if self.policy_file is None:
+                raise ValueError("--scale adaptive needs --policy_file or --asr_model_file")
+            self._policy = AdaptivePolicy.load(Path(self.policy_file))
+            unknown = sorted(set(self._policy.scales) - set(self.model.scale_ids))
+            if unknown:
+                raise ValueError(f"{self.policy_file}: scales {unknown} are not the model's {self.model.scale_ids}")
+        return self._policy
+
+    def modalities_of(self, scale_id: str) -> List[str]:
+        """What a scale reads; for the policy, what any of its scales reads."""
+        if is_adaptive(scale_id):
+            return sorted({m for ms in self.policy.modalities for m in ms})
+        return list(self.model.scale(scale_id).modalities)
+
     def _autocast(self):
         if not self.amp:
             return contextlib.nullcontext()
@@ -125,41 +178,77 @@ class AVSR2Text:
     def decode_batch(self, batch: Dict[str, torch.Tensor]) -> Tuple[List[str], List[int]]:
         """A collated batch (``speech``, ``video`` and their ``_lengths``) ->
         B transcripts and the number of audio-visual tokens the LLM read."""
-        texts, num_tokens, _ = self.decode_scales(batch, [self.scale])[self.scale]
-        return texts, num_tokens
+        decoded = self.decode_scales(batch, [self.scale])[self.scale]
+        return decoded.texts, decoded.num_tokens
 
     @torch.no_grad()
-    def decode_scales(
-        self, batch: Dict[str, torch.Tensor], scales: Sequence[str]
-    ) -> Dict[str, Tuple[List[str], List[int], float]]:
-        """Decodes one batch at several scales, running each encoder once.
-
-        Returns per scale: the B transcripts, the audio-visual tokens the LLM
-        read per utterance, and the wall time (s) that scale alone costs: its
-        encoders' time plus its own LLM time.
-        """
-        scales = [self.model.scale(s) for s in scales]
+    def decode_scales(self, batch: Dict[str, torch.Tensor], scales: Sequence[str]) -> Dict[str, Decoded]:
+        """Decodes one batch at several scales and/or adaptive policies
+        (``adaptive@<budget>``), running each encoder once for the fixed
+        scales. Each ``Decoded.seconds`` is what that scale (or policy)
+        alone costs: its encoders' time plus its own LLM time."""
         batch = to_device(batch, self.device)
         inputs = {k: batch.get(k) for k in ("speech", "speech_lengths", "video", "video_lengths")}
-        encoded, encode_seconds = {}, {}
-        for modality in dict.fromkeys(m for s in scales for m in s.modalities):
+        fixed = [self.model.scale(s) for s in scales if not is_adaptive(s)]
+        encoded, encode_seconds = self._encode(inputs, dict.fromkeys(m for s in fixed for m in s.modalities))
+        out = {}
+        for scale in fixed:
+            start = self._clock()
+            hyps = self._recognize(scale.id, encoded)
+            seconds = self._clock() - start + sum(encode_seconds[m] for m in scale.modalities)
+            out[scale.id] = Decoded(hyps.texts, hyps.num_tokens.tolist(), hyps.scores.tolist(),
+                                    [[scale.id]] * len(hyps.texts), seconds)
+        for policy_id in (s for s in scales if is_adaptive(s)):
+            out[policy_id] = self._decode_adaptive(inputs, policy_id)
+        return out
+
+    def _encode(self, inputs: Dict[str, Any], modalities: Sequence[str]):
+        encoded, seconds = {}, {}
+        for modality in modalities:
             start = self._clock()
             with self._autocast():
                 encoded.update(self.model.encode(**inputs, modalities=[modality]))
-            encode_seconds[modality] = self._clock() - start
-        out = {}
-        for scale in scales:
-            start = self._clock()
-            with self._autocast():
-                texts, num_tokens = self.model.recognize(
-                    scale.id,
-                    beam_size=self.beam_size,
-                    max_new_tokens=self.max_new_tokens,
-                    encoded=encoded,
-                )
-            seconds = self._clock() - start + sum(encode_seconds[m] for m in scale.modalities)
-            out[scale.id] = (texts, num_tokens.tolist(), seconds)
-        return out
+            seconds[modality] = self._clock() - start
+        return encoded, seconds
+
+    def _recognize(self, scale_id: str, encoded, index: Optional[List[int]] = None):
+        if index is not None:
+            encoded = {m: (hs[index], lens[index]) for m, (hs, lens) in encoded.items()}
+        with self._autocast():
+            return self.model.recognize(
+                scale_id, beam_size=self.beam_size, max_new_tokens=self.max_new_tokens, encoded=encoded
+            )
+
+    def _decode_adaptive(self, inputs: Dict[str, Any], policy_id: str) -> Decoded:
+        """The policy's choice per utterance, each chosen scale's utterances
+        decoded together; a cascade's second pass for those whose first
+        transcript scored below its threshold."""
+        present = [m for m, key in (("audio", "speech"), ("video", "video")) if inputs[key] is not None]
+        point = self.policy.point(adaptive_budget(policy_id))
+        start = self._clock()
+        encoded, _ = self._encode(inputs, [m for m in present if m == "audio" and m in self.model.encoders])
+        features = pooled_states(*encoded["audio"]) if "audio" in encoded else None
+        size = len(inputs["speech_lengths" if "audio" in present else "video_lengths"])
+        choices = self.policy.choose(self.policy.posterior(features, size), point, present)
+        estimator_seconds = self._clock() - start
+        encoded.update(self._encode(inputs, [m for m in present if m != "audio" and m in self.model.encoders])[0])
+        texts, tokens, scores = [""] * size, [0] * size, [0.0] * size
+        passes: List[List[str]] = [[] for _ in range(size)]
+        todo = {i: choices[i].first for i in range(size)}
+        while todo:
+            by_scale: Dict[str, List[int]] = {}
+            for i, scale_id in todo.items():
+                by_scale.setdefault(scale_id, []).append(i)
+            todo = {}
+            for scale_id, index in by_scale.items():
+                hyps = self._recognize(scale_id, encoded, index)
+                for i, text, n, score in zip(index, hyps.texts, hyps.num_tokens.tolist(), hyps.scores.tolist()):
+                    texts[i], scores[i] = text, score
+                    tokens[i] += n
+                    passes[i].append(scale_id)
+                    if len(passes[i]) == 1 and choices[i].needs_second(score):
+                        todo[i] = choices[i].second
+        return Decoded(texts, tokens, scores, passes, self._clock() - start, estimator_seconds)
 
     def _clock(self) -> float:
         # CUDA runs asynchronously: wait for it so the time is the work's.
@@ -222,6 +311,7 @@ def inference(
     budget_tokens_per_sec: Optional[float],
     budget_rtf: Optional[float],
     scale_table: Optional[str],
+    policy_file: Optional[str],
     pretrained_dir: Sequence[Tuple[str, str]],
     accept_pretrained_changes: bool,
     allow_variable_data_keys: bool,
@@ -244,6 +334,7 @@ def inference(
         budget_tokens_per_sec=budget_tokens_per_sec,
         budget_rtf=budget_rtf,
         scale_table=scale_table,
+        policy_file=policy_file,
         pretrained_dirs=dict(pretrained_dir),
         accept_pretrained_changes=accept_pretrained_changes,
     )
@@ -263,20 +354,25 @@ def inference(
     # scale, from which scoring derives tokens per second and the real-time
     # factor. With --scales each scale writes to <output_dir>/<scale>/.
     per_scale = bool(scales)
-    scales = [avsr.model.scale(s).id for s in scales] if per_scale else [avsr.scale]
+    scales = [avsr.resolve_scale(s) for s in scales] if per_scale else [avsr.scale]
     logging.info(f"Decoding scales {scales} of {avsr.model.scale_ids}")
     with DatadirWriter(output_dir) as writer:
         for keys, batch in loader:
             batch.pop("text", None)
             batch.pop("text_lengths", None)
             seconds = _durations(batch)
-            for scale_id, (texts, num_tokens, wall) in avsr.decode_scales(batch, scales).items():
+            for scale_id, decoded in avsr.decode_scales(batch, scales).items():
                 out = (writer[scale_id] if per_scale else writer)["1best_recog"]
-                for key, text, tokens, sec in zip(keys, texts, num_tokens, seconds):
-                    out["text"][key] = text
-                    out["num_tokens"][key] = str(tokens)
+                share = 1 / len(keys)
+                for i, (key, sec) in enumerate(zip(keys, seconds)):
+                    out["text"][key] = decoded.texts[i]
+                    out["num_tokens"][key] = str(decoded.num_tokens[i])
+                    out["score"][key] = f"{decoded.scores[i]:.4f}"
                     out["speech_seconds"][key] = f"{sec:.3f}"
-                    out["decode_seconds"][key] = f"{wall / len(keys):.4f}"
+                    out["decode_seconds"][key] = f"{decoded.seconds * share:.4f}"
+                    if is_adaptive(scale_id):
+                        out["scale"][key] = ">".join(decoded.passes[i])
+                        out["estimator_seconds"][key] = f"{decoded.estimator_seconds * share:.4f}"
 
 
 def _durations(batch: Dict[str, torch.Tensor]) -> List[float]:
@@ -319,11 +415,13 @@ def get_parser():
     group.add_argument(
         "--scale", type=str_or_none, default=None,
         help="Scale id such as a4, v2 or a4_v2 (default: the model's first scale); "
-        "'auto': the most accurate scale within --budget_tokens_per_sec / --budget_rtf",
+        "'auto': the most accurate scale within --budget_tokens_per_sec / --budget_rtf; "
+        "'adaptive': a scale per utterance, chosen by the model's fitted policy "
+        "within --budget_tokens_per_sec (or 'adaptive@<tokens/s>')",
     )
     group.add_argument(
         "--budget_tokens_per_sec", type=float, default=None,
-        help="--scale auto: most LLM audio-visual tokens per second of speech",
+        help="--scale auto / adaptive: most LLM audio-visual tokens per second of speech",
     )
     group.add_argument(
         "--budget_rtf", type=float, default=None,
@@ -335,9 +433,13 @@ def get_parser():
         "(default: scale_table.json beside --asr_model_file)",
     )
     group.add_argument(
+        "--policy_file", type=str_or_none, default=None,
+        help="--scale adaptive: the fitted policy (default: policy.json beside --asr_model_file)",
+    )
+    group.add_argument(
         "--scales", type=str, nargs="+", default=None,
-        help="Several scale ids decoded together (encoders run once per batch); "
-        "each writes <output_dir>/<scale>/1best_recog",
+        help="Several scale ids (and adaptive@<tokens/s> policies) decoded together "
+        "(encoders run once per batch); each writes <output_dir>/<scale>/1best_recog",
     )
     group.add_argument("--beam_size", type=int, default=15)
     group.add_argument("--max_new_tokens", type=int, default=32)

@@ -5,6 +5,8 @@
         --model_tag model.zip --scale a16_v5 --subtitles srt,vtt,json --output_dir subs
     python -m espnet_mtsk.bin.transcribe talk.mp4 --asr_model_file exp/x/valid.acc.ave.pth \\
         --scale auto --budget_tokens_per_sec 10
+    python -m espnet_mtsk.bin.transcribe talk.mp4 --model_tag model.zip \\
+        --scale adaptive --budget_tokens_per_sec 12   # a scale per segment
 
 Each file's sound is read at 16 kHz (``fileio.decode_audio``, as the training
 data) and cut into speech segments that fit the model's window by Silero VAD;
@@ -119,10 +121,13 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--asr_train_config")
     parser.add_argument("--asr_model_file")
     add_pretrained_arguments(parser)
-    parser.add_argument("--scale", default=None, help="scale id (e.g. a16_v5) or 'auto'")
+    parser.add_argument("--scale", default=None,
+                        help="scale id (e.g. a16_v5), 'auto' (one scale within the budget) or "
+                        "'adaptive' (a scale per segment, the model's fitted policy, within the budget)")
     parser.add_argument("--budget_tokens_per_sec", type=float)
     parser.add_argument("--budget_rtf", type=float)
     parser.add_argument("--scale_table", help="default: scale_table.json beside the model file")
+    parser.add_argument("--policy_file", help="--scale adaptive: default policy.json beside the model file")
     parser.add_argument("--crop_size", type=int, default=MOUTH_SIZE,
                         help="mouth crop side in pixels (as the model was trained)")
     parser.add_argument(
@@ -171,6 +176,7 @@ def main(cmd: Optional[List[str]] = None) -> int:
             max_new_tokens=args.max_new_tokens,
             budget_tokens_per_sec=args.budget_tokens_per_sec,
             budget_rtf=args.budget_rtf,
+            policy_file=args.policy_file,
             scale_table=args.scale_table,
             pretrained_dirs=dict(args.pretrained_dir),
             accept_pretrained_changes=args.accept_pretrained_changes,

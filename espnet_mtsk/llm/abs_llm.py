@@ -32,6 +32,7 @@ class AbsLLM(torch.nn.Module, ABC):
     @abstractmethod
     def generate(
         self, segments: Sequence[Segment], beam_size: int, max_new_tokens: int
-    ) -> List[str]:
-        """Decodes one transcript per batch element."""
+    ) -> Tuple[List[str], torch.Tensor]:
+        """Decodes one transcript per batch element; returns them and their
+        scores (B,), the mean log-probability per decoded token."""
         raise NotImplementedError

@@ -350,8 +350,10 @@ class HFCausalLM(AbsLLM):
     @torch.no_grad()
     def generate(
         self, segments: Sequence[Segment], beam_size: int = 15, max_new_tokens: int = 32
-    ) -> List[str]:
-        """Beam search through transformers' ``generate``. The prefix (all
+    ) -> Tuple[List[str], torch.Tensor]:
+        """Beam search through transformers' ``generate``: B transcripts and
+        their scores (B,), the mean log-probability of the transcript's
+        tokens and end token. The prefix (all
         but the prompt's last token) is run once per utterance and its KV
         cache copied to the beams: ``generate`` given the embeddings would
         run it once per beam, which on a CPU was half of the decoding time
@@ -382,6 +384,16 @@ class HFCausalLM(AbsLLM):
                 eos_token_id=self.tokenizer.eos_token_id,
                 pad_token_id=self.tokenizer.pad_token_id,
                 bos_token_id=self.tokenizer.bos_token_id,
+                return_dict_in_generate=True,
+                output_scores=True,
             )
-        texts = self.tokenizer.batch_decode(out[:, ids.size(1) :], skip_special_tokens=True)
-        return [t.strip() for t in texts]
+            steps = self.model.compute_transition_scores(
+                out.sequences, out.scores, out.get("beam_indices"), normalize_logits=beam_size == 1
+            ).float()
+        new = out.sequences[:, ids.size(1) :]
+        # Up to the first end token: what follows is padding.
+        eos = (new == self.tokenizer.eos_token_id).long()
+        counted = (eos.cumsum(1) - eos) == 0
+        scores = (steps * counted).sum(1) / counted.sum(1).clamp(min=1)
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return [t.strip() for t in texts], scores

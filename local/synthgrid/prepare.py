@@ -5,15 +5,21 @@
 
 Under ``db_dir``:
     wav/clean/<spk>/<utt>.wav       16 kHz mono PCM16
-    wav/snr<N>/<spk>/<utt>.wav      test utterances with test babble at N dB
+    wav/snr<N>/<spk>/<utt>.wav      dev, test and some training utterances with
+                                    babble at N dB (test: test pool, others: training pool)
     video/<spk>/<utt>.npy           uint8 (T, H, W) mouth ROI at 25 fps
     noise/{train,test}/babble_*.wav  two separate babble pools
     speakers.tsv                    who is who
     settings.json                   what the files were made with
 Under ``data_dir``: ``train``, ``dev``, ``test_clean`` and ``test_snr<N>``
 (same utterances and videos as ``test_clean``, noisy audio), each with
-wav.scp, video.scp, text, utt2spk, spk2utt sorted by utterance id; and
-``noise/wav.scp`` listing the training babble for on-the-fly augmentation.
+wav.scp, video.scp, text, utt2spk, spk2utt sorted by utterance id;
+``dev_noisy`` (every dev utterance at every condition, ``clean`` and
+``snr<N>``, as ``<utt>-<condition>``), ``train_noisy`` (the first
+``noisy_train_utts`` utterances of every training speaker, likewise) and
+``test_mixed`` (every test utterance once, at a condition drawn uniformly),
+which also have utt2condition; and ``noise/wav.scp`` listing the training babble for
+on-the-fly augmentation.
 
 Every random draw is keyed by (seed, what it is for, utterance id), so the
 corpus does not depend on ``nj`` or the order of the work. Files are written
@@ -21,8 +27,8 @@ atomically and existing ones are kept, so an interrupted run can be resumed
 by running it again; the data dirs are rewritten at the end of every run.
 ``db_dir/settings.json`` records the seed and the settings that change
 existing files (video size, speaker counts, babble); a run with other values
-stops rather than mix two corpora. Numbers of utterances, SNRs and training
-babble files may change between runs.
+stops rather than mix two corpora. Numbers of utterances and SNRs may change
+between runs.
 """
 
 import argparse
@@ -64,9 +70,10 @@ _SIZES = dict(
     noise_speakers=(12, "babble talkers: half for the training pool, half for the test pool"),
     utts_per_speaker=(100, "utterances per train speaker"),
     test_utts_per_speaker=(25, "utterances per dev and per test speaker"),
-    snrs=((-5, 0, 5, 10), "SNRs (dB) of the noisy test sets"),
+    noisy_train_utts=(5, "utterances per train speaker in train_noisy (noisy copies, training babble)"),
+    snrs=((-5, 0, 5, 10), "SNRs (dB) of the noisy dev and test copies"),
     video_size=(VIDEO_SIZE, "mouth ROI height = width in pixels (32 for CPU runs, 88 LRS3-like)"),
-    babble_files=(8, "babble files in the training pool (data/noise/wav.scp)"),
+    babble_files=(8, "babble files in the training pool (data/noise/wav.scp, dev_noisy, train_noisy)"),
     test_babble_files=(4, "babble files in the test pool"),
     babble_seconds=(6.0, "length of each babble file"),
 )
@@ -80,8 +87,10 @@ _CONTENT_SETTINGS = (
     "dev_speakers",
     "test_speakers",
     "noise_speakers",
+    "babble_files",
     "test_babble_files",
 )
+CLEAN = "clean"  # the condition of the clean copies
 
 
 @dataclass(frozen=True)
@@ -91,7 +100,8 @@ class Utterance:
     words: Tuple[str, ...]
     wav: str
     video: str
-    noisy: Tuple[Tuple[int, str], ...]  # (SNR dB, wav path), test only
+    noisy: Tuple[Tuple[int, str], ...]  # (SNR dB, wav path), dev and test only
+    babble: Tuple[str, ...] = ()  # the pool (paths) the noisy copies draw from
 
 
 @dataclass(frozen=True)
@@ -106,12 +116,17 @@ class _Settings:
     seed: int
     video_size: int
     babble_seconds: float
-    test_babble: Tuple[str, ...]  # paths
 
 
 def snr_name(snr: int) -> str:
-    """-5 -> "snr-5": the suffix of the noisy test dirs and wav folders."""
+    """-5 -> "snr-5": the suffix of the noisy test dirs and wav folders, and
+    the condition of those copies."""
     return f"snr{snr}"
+
+
+def wav_at(utt: Utterance, condition: str) -> str:
+    """The wav of ``utt`` at ``condition``: :data:`CLEAN` or ``snr_name(N)``."""
+    return utt.wav if condition == CLEAN else dict((snr_name(s), p) for s, p in utt.noisy)[condition]
 
 
 def synthesize_utterance(utt: Utterance, seed: int, video_size: int = VIDEO_SIZE) -> Tuple[np.ndarray, np.ndarray]:
@@ -158,8 +173,8 @@ def _make_utterance(job: Tuple[Utterance, _Settings]) -> None:
     missing = [(snr, path) for snr, path in utt.noisy if not os.path.exists(path)]
     if missing:
         clean = from_pcm16(read_wav(utt.wav) if pcm is None else pcm)
-        pick = rng_for(settings.seed, "babble-file", utt.utt_id).integers(len(settings.test_babble))
-        noise = _load_noise(settings.test_babble[pick])
+        pick = rng_for(settings.seed, "babble-file", utt.utt_id).integers(len(utt.babble))
+        noise = _load_noise(utt.babble[pick])
         for snr, path in missing:
             # The same rng for every SNR: the same stretch of babble, louder.
             mixed = mix_at_snr(clean, noise, snr, rng_for(settings.seed, "mix", utt.utt_id))
@@ -202,20 +217,24 @@ def _check_settings(db_dir: str, settings: dict) -> None:
     """Records the content settings in db_dir, or checks them against the
     record: resuming with other ones would mix two corpora."""
     path = os.path.join(db_dir, "settings.json")
-    if not os.path.exists(path):
-        write_lines(path, [json.dumps(settings, sort_keys=True)])
-        return
-    with open(path) as f:
-        recorded = json.load(f)
-    if recorded != settings:
-        raise ValueError(
-            f"{db_dir} holds a corpus made with {recorded}, not {settings}; "
-            "use another --db_dir or delete this one"
-        )
+    if os.path.exists(path):
+        with open(path) as f:
+            recorded = json.load(f)
+        if recorded == settings:
+            return
+        # Records from before the noisy dev copies lack babble_files: their
+        # corpora hold no file it changes, so they take this run's value.
+        older = {k: v for k, v in settings.items() if k != "babble_files"}
+        if "babble_files" in recorded or recorded != older:
+            raise ValueError(
+                f"{db_dir} holds a corpus made with {recorded}, not {settings}; "
+                "use another --db_dir or delete this one"
+            )
+    write_lines(path, [json.dumps(settings, sort_keys=True)])
 
 
 def _plan_utterances(
-    db_dir: str, speakers: List[Speaker], n_utts: int, seed: int, snrs: Sequence[int]
+    db_dir: str, speakers: List[Speaker], n_utts: int, seed: int, snrs: Sequence[int], babble: Sequence[str] = ()
 ) -> List[Utterance]:
     utts = []
     for spk in speakers:
@@ -232,6 +251,7 @@ def _plan_utterances(
                     wav=os.path.join(db_dir, "wav", "clean", spk.spk_id, f"{utt_id}.wav"),
                     video=os.path.join(db_dir, "video", spk.spk_id, f"{utt_id}.npy"),
                     noisy=noisy,
+                    babble=tuple(babble),
                 )
             )
     return utts
@@ -244,17 +264,23 @@ def _plan_babble(db_dir: str, pool: str, talkers: List[Speaker], n_files: int) -
     ]
 
 
-def write_set(folder: str, utts: Sequence[Utterance], wav_of: Callable[[Utterance], str]) -> None:
-    """The data dir of ``utts`` (``fileio.write_data_dir``), their audio from ``wav_of``."""
-    write_data_dir(
-        folder,
-        {
-            "wav.scp": {u.utt_id: wav_of(u) for u in utts},
-            "video.scp": {u.utt_id: u.video for u in utts},
-            "text": {u.utt_id: transcript(u.words) for u in utts},
-            "utt2spk": {u.utt_id: u.speaker.spk_id for u in utts},
-        },
-    )
+def write_set(folder: str, copies: Sequence[Tuple[str, Utterance, str]], with_conditions: bool = False) -> None:
+    """The data dir (``fileio.write_data_dir``) of ``copies``: (utt id,
+    utterance, condition), the audio that of the condition (:func:`wav_at`);
+    with ``utt2condition`` if ``with_conditions``."""
+    tables = {
+        "wav.scp": {i: wav_at(u, c) for i, u, c in copies},
+        "video.scp": {i: u.video for i, u, _ in copies},
+        "text": {i: transcript(u.words) for i, u, _ in copies},
+        "utt2spk": {i: u.speaker.spk_id for i, u, _ in copies},
+    }
+    if with_conditions:
+        tables["utt2condition"] = {i: c for i, _, c in copies}
+    write_data_dir(folder, tables)
+
+
+def _at(utts: Sequence[Utterance], condition: str = CLEAN) -> List[Tuple[str, Utterance, str]]:
+    return [(u.utt_id, u, condition) for u in utts]
 
 
 def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> Dict[str, List[Speaker]]:
@@ -276,8 +302,8 @@ def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> 
     cfg = {**DEFAULT_SIZES, **sizes}
     if cfg["noise_speakers"] < 2:
         raise ValueError("need at least 2 noise speakers: one per babble pool")
-    if cfg["snrs"] and cfg["test_babble_files"] < 1:
-        raise ValueError("noisy test sets need at least one test babble file")
+    if cfg["snrs"] and min(cfg["babble_files"], cfg["test_babble_files"]) < 1:
+        raise ValueError("noisy dev and test copies need at least one babble file in each pool")
     snrs = [int(s) for s in cfg["snrs"]]
     groups = draw_speakers(
         seed,
@@ -294,25 +320,46 @@ def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> 
     test_babble = _plan_babble(db_dir, "test", babble_talkers["noise-test"], cfg["test_babble_files"])
     splits = {
         "train": _plan_utterances(db_dir, groups["train"], cfg["utts_per_speaker"], seed, ()),
-        "dev": _plan_utterances(db_dir, groups["dev"], cfg["test_utts_per_speaker"], seed, ()),
-        "test": _plan_utterances(db_dir, groups["test"], cfg["test_utts_per_speaker"], seed, snrs),
+        # Dev is mixed with the training babble: the test babble stays unheard.
+        "dev": _plan_utterances(
+            db_dir, groups["dev"], cfg["test_utts_per_speaker"], seed, snrs, [b.path for b in train_babble]
+        ),
+        "test": _plan_utterances(
+            db_dir, groups["test"], cfg["test_utts_per_speaker"], seed, snrs, [b.path for b in test_babble]
+        ),
     }
-    settings = _Settings(seed, cfg["video_size"], cfg["babble_seconds"], tuple(b.path for b in test_babble))
+    settings = _Settings(seed, cfg["video_size"], cfg["babble_seconds"])
 
     os.makedirs(db_dir, exist_ok=True)
     _check_settings(db_dir, {"seed": seed, **{k: cfg[k] for k in _CONTENT_SETTINGS}})
     remove_temp_files(db_dir)
     _run(_make_babble, [(b, settings) for b in train_babble + test_babble], nj, "babble")
-    all_utts = splits["train"] + splits["dev"] + splits["test"]
+    # The first utterances of each training speaker, with noisy copies too:
+    # many voices for the per-utterance policy's condition estimate.
+    noisy_train = _plan_utterances(
+        db_dir, groups["train"], min(cfg["noisy_train_utts"], cfg["utts_per_speaker"]), seed, snrs,
+        [b.path for b in train_babble],
+    )
+    with_copies = {u.utt_id: u for u in noisy_train}
+    all_utts = [with_copies.get(u.utt_id, u) for u in splits["train"]] + splits["dev"] + splits["test"]
     _run(_make_utterance, [(u, settings) for u in all_utts], nj, "utterances")
 
-    write_set(os.path.join(data_dir, "train"), splits["train"], lambda u: u.wav)
-    write_set(os.path.join(data_dir, "dev"), splits["dev"], lambda u: u.wav)
-    write_set(os.path.join(data_dir, "test_clean"), splits["test"], lambda u: u.wav)
-    for index, snr in enumerate(snrs):
+    write_set(os.path.join(data_dir, "train"), _at(splits["train"]))
+    write_set(os.path.join(data_dir, "dev"), _at(splits["dev"]))
+    write_set(os.path.join(data_dir, "test_clean"), _at(splits["test"]))
+    conditions = [CLEAN] + [snr_name(snr) for snr in snrs]
+    for condition in conditions[1:]:
+        write_set(os.path.join(data_dir, f"test_{condition}"), _at(splits["test"], condition))
+    for name, utts in (("dev_noisy", splits["dev"]), ("train_noisy", noisy_train)):
         write_set(
-            os.path.join(data_dir, f"test_{snr_name(snr)}"), splits["test"], lambda u, i=index: u.noisy[i][1]
+            os.path.join(data_dir, name), [(f"{u.utt_id}-{c}", u, c) for u in utts for c in conditions],
+            with_conditions=True,
         )
+    mixed = [
+        (u.utt_id, u, conditions[rng_for(seed, "mixed-condition", u.utt_id).integers(len(conditions))])
+        for u in splits["test"]
+    ]
+    write_set(os.path.join(data_dir, "test_mixed"), mixed, with_conditions=True)
     os.makedirs(os.path.join(data_dir, "noise"), exist_ok=True)
     write_lines(os.path.join(data_dir, "noise", "wav.scp"), (f"{b.name} {b.path}" for b in train_babble))
     roles = {"train": groups["train"], "dev": groups["dev"], "test": groups["test"], **babble_talkers}

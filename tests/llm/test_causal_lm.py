@@ -162,9 +162,13 @@ def test_beam_search_from_the_shared_prefix_cache_equals_generate_on_the_embeddi
     reference = llm.model.generate(
         **inputs, num_beams=3, max_new_tokens=6, do_sample=False,
         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        return_dict_in_generate=True, output_scores=True,
     )
-    want = [t.strip() for t in tok.batch_decode(reference, skip_special_tokens=True)]
-    assert llm.generate(segments, beam_size=3, max_new_tokens=6) == want
+    want = [t.strip() for t in tok.batch_decode(reference.sequences, skip_special_tokens=True)]
+    texts, scores = llm.generate(segments, beam_size=3, max_new_tokens=6)
+    assert texts == want
+    # transformers' beam score: the summed log-probabilities over the length.
+    torch.testing.assert_close(scores, reference.sequences_scores, atol=1e-4, rtol=1e-4)
     assert any(want)
 
 

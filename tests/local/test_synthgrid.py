@@ -1,5 +1,6 @@
 """SynthGRID: espeak timings, rendering, mixing, and the generated corpus."""
 
+import json
 import os
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from espnet_mtsk.data.augment import mix_at_snr
-from espnet_mtsk.fileio import from_pcm16, read_wav
+from espnet_mtsk.fileio import from_pcm16, read_wav, to_pcm16
 from local.synthgrid import grammar
 from local.synthgrid.espeak import get_synthesizer
 from local.synthgrid.noise import measure_snr
@@ -20,6 +21,7 @@ from local.synthgrid.render import (
     render_video,
     visemes_of,
 )
+from local.synthgrid.seeding import rng_for
 from local.synthgrid.speakers import draw_speakers
 
 TINY = dict(
@@ -34,6 +36,8 @@ TINY = dict(
     babble_seconds=3.0,
 )
 DATA_DIRS = ["train", "dev", "test_clean", "test_snr-5", "test_snr0", "test_snr5", "test_snr10"]
+CONDITION_DIRS = ["dev_noisy", "test_mixed"]  # DATA_FILES and utt2condition
+CONDITIONS = ["clean", "snr-5", "snr0", "snr5", "snr10"]
 DATA_FILES = ["wav.scp", "video.scp", "text", "utt2spk", "spk2utt"]
 
 
@@ -93,11 +97,13 @@ def test_speakers_are_disjoint(corpus):
 def test_data_dirs_are_consistent_and_av_lengths_agree(corpus):
     root, _ = corpus
     data = root / "data"
-    for name in DATA_DIRS:
+    for name in DATA_DIRS + CONDITION_DIRS:
         tables = {f: (data / name / f).read_text().splitlines() for f in DATA_FILES}
+        if name in CONDITION_DIRS:
+            tables["utt2condition"] = (data / name / "utt2condition").read_text().splitlines()
         ids = [line.split()[0] for line in tables["wav.scp"]]
         assert ids == sorted(ids) and len(ids) == len(set(ids)) > 0
-        for f in ["video.scp", "text", "utt2spk"]:
+        for f in ["video.scp", "text", "utt2spk"] + (["utt2condition"] if name in CONDITION_DIRS else []):
             assert [line.split()[0] for line in tables[f]] == ids, (name, f)
         utt2spk = _read_table(data / name / "utt2spk")
         assert all(utt.startswith(spk + "_") for utt, spk in utt2spk.items())
@@ -110,7 +116,7 @@ def test_data_dirs_are_consistent_and_av_lengths_agree(corpus):
     for name in DATA_DIRS[3:]:
         assert {f: (data / name / f).read_text() for f in test_clean} == test_clean
         assert (data / name / "wav.scp").read_text() != (data / "test_clean" / "wav.scp").read_text()
-    for name in DATA_DIRS:
+    for name in DATA_DIRS + CONDITION_DIRS:
         videos = _read_table(data / name / "video.scp")
         for utt, wav in _read_table(data / name / "wav.scp").items():
             n_samples = len(read_wav(wav))
@@ -176,6 +182,71 @@ def test_mixed_audio_snr_matches_request(corpus):
             assert abs(measure_snr(clean[utt], from_pcm16(read_wav(wav))) - snr) < 0.5, (utt, snr)
 
 
+def test_noisy_dev_has_every_condition(corpus):
+    root, _ = corpus
+    data, db = root / "data", root / "db"
+    files = ["wav.scp", "video.scp", "text", "utt2spk"]
+    dev = {f: _read_table(data / "dev" / f) for f in files}
+    noisy = {f: _read_table(data / "dev_noisy" / f) for f in files + ["utt2condition"]}
+    assert len(noisy["wav.scp"]) == len(dev["wav.scp"]) * len(CONDITIONS)
+    assert noisy["utt2condition"] == {f"{u}-{c}": c for u in dev["wav.scp"] for c in CONDITIONS}
+    for utt, clean_wav in dev["wav.scp"].items():
+        assert noisy["wav.scp"][f"{utt}-clean"] == clean_wav
+        for condition in CONDITIONS:
+            assert {f: noisy[f][f"{utt}-{condition}"] for f in files[1:]} == {f: dev[f][utt] for f in files[1:]}
+        for condition in CONDITIONS[1:]:
+            path = db / "wav" / condition / dev["utt2spk"][utt] / f"{utt}.wav"
+            assert noisy["wav.scp"][f"{utt}-{condition}"] == str(path)
+            assert path.read_bytes() != Path(clean_wav).read_bytes()
+
+
+@pytest.mark.parametrize("name, pool, other", [("dev", "train", "test"), ("test_clean", "test", "train")])
+def test_noisy_copies_mix_the_babble_of_their_pool(corpus, name, pool, other):
+    """Dev with the training babble (the test babble stays unheard), test
+    with the test babble, with the rng keys the test copies always had."""
+    root, _ = corpus
+    db = root / "db"
+    babble = {p: from_pcm16(read_wav(str(next((db / "noise" / p).glob("*.wav"))))) for p in ["train", "test"]}
+    utt2spk = _read_table(root / "data" / name / "utt2spk")
+    for utt, wav in _read_table(root / "data" / name / "wav.scp").items():
+        clean = from_pcm16(read_wav(wav))
+        for snr in (-5, 10):
+            pcm = read_wav(str(db / "wav" / f"snr{snr}" / utt2spk[utt] / f"{utt}.wav")).astype(int)
+            like = {
+                p: to_pcm16(mix_at_snr(clean, noise, snr, rng_for(0, "mix", utt))).astype(int)
+                for p, noise in babble.items()
+            }
+            # Within one LSB: torch's sums may round otherwise.
+            assert np.abs(pcm - like[pool]).max() <= 1, (utt, snr)
+            assert np.abs(pcm - like[other]).max() > 100, (utt, snr)
+
+
+def test_mixed_test_has_each_utterance_once_at_a_drawn_condition(corpus, tmp_path):
+    root, _ = corpus
+    data = root / "data"
+    clean = {f: (data / "test_clean" / f).read_text() for f in DATA_FILES if f != "wav.scp"}
+    assert {f: (data / "test_mixed" / f).read_text() for f in clean} == clean
+    conditions = _read_table(data / "test_mixed" / "utt2condition")
+    wavs = {c: _read_table(data / ("test_clean" if c == "clean" else f"test_{c}") / "wav.scp") for c in CONDITIONS}
+    assert _read_table(data / "test_mixed" / "wav.scp") == {u: wavs[c][u] for u, c in conditions.items()}
+    assert set(conditions.values()) <= set(CONDITIONS) and len(set(conditions.values())) > 1
+    # Keyed by the utterance id alone: other nj (test above) and sizes draw the same.
+    bigger, _ = _build(tmp_path / "more", nj=2, test_utts_per_speaker=4)
+    more = _read_table(bigger / "data" / "test_mixed" / "utt2condition")
+    assert len(more) == 4 and {u: more[u] for u in conditions} == conditions
+
+
+def test_without_snrs_the_condition_dirs_are_clean(tmp_path):
+    root, _ = _build(tmp_path, utts_per_speaker=1, test_utts_per_speaker=1, snrs=())
+    data = root / "data"
+    dev = _read_table(data / "dev" / "wav.scp")
+    assert _read_table(data / "dev_noisy" / "wav.scp") == {f"{u}-clean": w for u, w in dev.items()}
+    assert _read_table(data / "test_mixed" / "wav.scp") == _read_table(data / "test_clean" / "wav.scp")
+    assert set(_read_table(data / "test_mixed" / "utt2condition").values()) == {"clean"}
+    with pytest.raises(ValueError, match="each pool"):
+        _build(tmp_path / "no_babble", babble_files=0)
+
+
 def test_rerun_skips_existing_files_and_leaves_no_temp_files(tmp_path):
     argv = ["--db_dir", str(tmp_path / "db"), "--data_dir", str(tmp_path / "data"), "--snrs", "0"]
     argv += [x for k, v in TINY.items() for x in (f"--{k}", str(v))]
@@ -195,6 +266,23 @@ def test_rerun_skips_existing_files_and_leaves_no_temp_files(tmp_path):
     main(argv)
     assert _files(db) == contents
     assert not [p for p in tmp_path.rglob(".*")]
-    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["dev", "noise", "test_clean", "test_snr0", "train"]
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        "dev",
+        "dev_noisy",
+        "noise",
+        "test_clean",
+        "test_mixed",
+        "test_snr0",
+        "train",
+    ]
     with pytest.raises(ValueError, match="another --db_dir"):
         main(argv + ["--seed", "1"])
+    with pytest.raises(ValueError, match="another --db_dir"):
+        main(argv + ["--babble_files", "2"])  # the noisy dev copies would draw from another pool
+
+    # A corpus from before the noisy dev copies did not record babble_files.
+    record = db / "settings.json"
+    recorded = json.loads(record.read_text())
+    record.write_text(json.dumps({k: v for k, v in recorded.items() if k != "babble_files"}))
+    main(argv)
+    assert json.loads(record.read_text()) == recorded and _files(db) == contents

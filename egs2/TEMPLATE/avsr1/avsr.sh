@@ -75,6 +75,12 @@ inference_config=""
 inference_args=""
 inference_scales=""   # default: every scale the model was trained on
 scale_table_set=""    # set decoded too, whose per-scale WER/cost table (scale_table.json) drives --scale auto; default: valid_set, "none": skip
+policy_set=""         # noisy dev set (with utt2condition), decoded at every scale in stage 12 to fit the
+                      # per-utterance policy (--scale adaptive) -> policy.json beside the model
+policy_extra_sets=""  # more sets with utt2condition (other voices) whose audio trains the policy's
+                      # condition estimate too; not decoded
+policy_test_sets=""   # sets (of test_sets) decoded with the policy too, at each of policy_budgets
+policy_budgets="none" # tokens/s budgets of the policy ("none": the most accurate point)
 inference_model=valid.acc.ave.pth  # average of the best checkpoints (keep_nbest_models), as the paper averages
 packed_model=""
 pack_opts=""         # options of espnet_mtsk.bin.pack (stage 14), e.g. --inline_max_mb, --origin
@@ -129,7 +135,7 @@ fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && ! "${skip_data_prep}"; then
     log "Stage 3: format data/ into ${data_feats}/org"
-    for dset in ${train_set} ${valid_set} ${test_sets}; do
+    for dset in ${train_set} ${valid_set} ${policy_set} ${policy_extra_sets} ${test_sets}; do
         ${python} -m local.format_data --src "data/${dset}" --dst "${data_feats}/org/${dset}"
     done
 fi
@@ -141,7 +147,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && ! "${skip_data_prep}"; then
             --dst "${data_feats}/${dset}" --min_duration "${min_wav_duration}" \
             --max_duration "${max_wav_duration}"
     done
-    for dset in ${test_sets}; do
+    for dset in ${policy_set} ${policy_extra_sets} ${test_sets}; do
         # Test sets are never filtered: every utterance is scored.
         ${python} -m local.format_data --src "${data_feats}/org/${dset}" --dst "${data_feats}/${dset}"
     done
@@ -354,13 +360,14 @@ model_scales() {
 }
 
 decode() {
-    # decode <config> <model> <out_dir>: every test set x scale; each job
-    # decodes its share of a test set at all scales (encoders run once).
-    local config=$1 model=$2 out=$3 scales dset scale dir _nj i f
-    scales=${inference_scales:-$(model_scales "${config}")}
+    # decode <config> <model> <out_dir> <scales> <sets...>: each job decodes
+    # its share of a set at all the scales (encoders run once); a scale may
+    # be the adaptive policy (adaptive@<tokens/s>).
+    local config=$1 model=$2 out=$3 scales=$4 dset scale dir _nj i f
+    shift 4
     local _cmd=${decode_cmd} _ngpu=0
     if "${gpu_inference}"; then _cmd=${cuda_cmd}; _ngpu=1; fi
-    for dset in ${scale_table_set} ${test_sets}; do
+    for dset in "$@"; do
         _nj=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${dset}/text")")
         mkdir -p "${out}/${dset}/logdir"
         awk -v n="${_nj}" -v d="${out}/${dset}/logdir" '{print > (d "/keys." ((NR - 1) % n + 1) ".scp")}' \
@@ -378,13 +385,45 @@ decode() {
         for scale in ${scales}; do
             dir=${out}/${dset}/${scale}
             mkdir -p "${dir}/1best_recog"
-            for f in text num_tokens speech_seconds decode_seconds; do
+            for f in text num_tokens score speech_seconds decode_seconds scale estimator_seconds; do
+                [ -e "${out}/${dset}/logdir/output.1/${scale}/1best_recog/${f}" ] || continue
                 for ((i = 1; i <= _nj; i++)); do
                     cat "${out}/${dset}/logdir/output.${i}/${scale}/1best_recog/${f}"
                 done | sort > "${dir}/1best_recog/${f}"
             done
         done
     done
+}
+
+policy_ids() {
+    # The adaptive policy's decoding ids, one per budget of policy_budgets.
+    local b
+    for b in ${policy_budgets}; do
+        if [ "${b}" = none ]; then echo adaptive; else echo "adaptive@${b}"; fi
+    done
+}
+
+decode_all() {
+    # decode_all <config> <model> <out_dir> [fit]: every set at every scale;
+    # with "fit", the policy fitted on the policy set's decodings
+    # (policy.json beside the model); then the policy's test sets with it.
+    local scales policy
+    scales=${inference_scales:-$(model_scales "$1")}
+    decode "$1" "$2" "$3" "${scales}" ${scale_table_set} ${policy_set} ${test_sets}
+    [ -n "${policy_set}" ] || return 0
+    policy=$(dirname "$2")/policy.json
+    if [ "${4:-}" = fit ]; then
+        log "Fitting the per-utterance policy on ${policy_set} -> ${policy}"
+        ${python} -m espnet_mtsk.bin.fit_policy --asr_train_config "$1" --asr_model_file "$2" \
+            --data_dir "${data_feats}/${policy_set}" --utt2condition "${data_feats}/${policy_set}/utt2condition" \
+            --decode_dir "$3/${policy_set}" --scales ${scales} --output "${policy}" \
+            ${policy_extra_sets:+--estimator_dirs $(printf "${data_feats}/%s " ${policy_extra_sets})} \
+            > "$3/${policy_set}/fit_policy.log" 2>&1 \
+            || { echo "$0: fitting the policy failed; see $3/${policy_set}/fit_policy.log" >&2; return 1; }
+    fi
+    if [ -n "${policy_test_sets}" ]; then
+        decode "$1" "$2" "$3" "$(policy_ids | tr '\n' ' ')" ${policy_test_sets}
+    fi
 }
 
 zip_exps() {
@@ -402,13 +441,14 @@ score() {
     ${python} -m espnet_mtsk.bin.score --decode_dir "$2" --data_dir "${data_feats}" \
         --test_sets ${scale_table_set} ${test_sets} --scales ${scales} --results "$3" \
         --baselines $(zip_exps) \
+        ${policy_test_sets:+${policy_set:+--policy_sets ${policy_test_sets} --policies $(policy_ids)}} \
         --title "$(basename "${asr_exp}")" \
         ${scale_table_set:+--scale_table "$(dirname "$3")/scale_table.json" --scale_table_set "${scale_table_set}"}
 }
 
 if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
     log "Stage 12: decoding"
-    decode "${asr_exp}/config.yaml" "${asr_exp}/${inference_model}" "${asr_exp}/${inference_tag}"
+    decode_all "${asr_exp}/config.yaml" "${asr_exp}/${inference_model}" "${asr_exp}/${inference_tag}" fit
 fi
 
 if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
@@ -422,7 +462,8 @@ if [ ${stage} -le 14 ] && [ ${stop_stage} -ge 14 ]; then
     ${python} -m espnet_mtsk.bin.pack --asr_train_config "${asr_exp}/config.yaml" \
         --asr_model_file "${asr_exp}/${inference_model}" --outpath "${packed_model}" \
         --option "${asr_exp}/RESULTS.md" \
-        ${scale_table_set:+--option "${asr_exp}/scale_table.json"} ${pack_opts}
+        ${scale_table_set:+--option "${asr_exp}/scale_table.json"} \
+        ${policy_set:+--option "${asr_exp}/policy.json"} ${pack_opts}
 fi
 
 if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
@@ -431,7 +472,7 @@ if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
     # Only the assignments: importing ESPnet may print to stdout too.
     eval "$(${python} -m espnet_mtsk.bin.pack --unpack "${packed_model}" --outdir "${unpacked}" \
         | grep -E '^(asr_train_config|asr_model_file)=')"
-    decode "${asr_train_config}" "${asr_model_file}" "${unpacked}/${inference_tag}"
+    decode_all "${asr_train_config}" "${asr_model_file}" "${unpacked}/${inference_tag}"
     score "${asr_train_config}" "${unpacked}/${inference_tag}" "${unpacked}/RESULTS.md"
 fi
 

@@ -23,7 +23,12 @@ case "${llm}" in
     standin)
         # A 2-layer, 128-wide Llama with its own tokenizer, pre-trained on
         # GRID text (stages 5-8), trained whole with the projectors.
-        test_sets="test_clean test_snr-5 test_snr0 test_snr5 test_snr10"
+        # test_mixed: each test utterance at one condition; the per-utterance
+        # policy, fitted on dev_noisy (stage 12; its condition estimate on
+        # train_noisy's voices too), is decoded on it at budgets.
+        test_sets="test_clean test_snr-5 test_snr0 test_snr5 test_snr10 test_mixed"
+        policy_opts=(--policy_set dev_noisy --policy_extra_sets train_noisy --policy_test_sets test_mixed
+            --policy_budgets "6 9 12 15 none")
         llm_opts=(--train_config conf/train_avsr_mtsk.yaml --pretrained whisper-tiny.en
             --lm_train_text data/lm_text
             --llm_build_opts "--hidden_size 128 --num_layers 2 --num_heads 4"
@@ -35,6 +40,7 @@ case "${llm}" in
         # checkpoints read theirs from exp/encoders. Decoding 8 scales costs
         # about 10x the stand-in's, so two test sets (and dev) are decoded.
         test_sets="test_clean test_snr0"
+        policy_opts=()
         llm_opts=(--train_config conf/train_avsr_mtsk_smollm2.yaml
             --pretrained "whisper-tiny.en smollm2-135m" --llm_dir exp/pretrained/smollm2-135m
             --encoder_dir exp/encoders_smollm2) ;;
@@ -50,6 +56,7 @@ esac
     --inference_config "${inference_config}" \
     --noise_scp data/noise/wav.scp \
     "${llm_opts[@]}" \
+    "${policy_opts[@]}" \
     --encoder_pretrain true \
     --encoder_pretrain_opts "--epochs 20 --batch_size 8 --lr 2e-3" \
     --encoder_dump true \
