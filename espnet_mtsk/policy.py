@@ -171,11 +171,24 @@ class AdaptivePolicy:
         }
         Path(path).write_text(json.dumps(state, indent=1) + "\n")
 
+    def check(self) -> None:
+        """Raises ValueError unless the parts fit together."""
+        c, s = len(self.conditions), len(self.scales)
+        shapes = {"wer": (self.wer.shape, (c, s)), "bias": (self.bias.shape, (c,)),
+                  "weights": (self.weights.shape[:1], (c,)), "tokens_per_sec": (self.tokens_per_sec.shape, (s,))}
+        wrong = [f"{k} is {have}, not {want}" for k, (have, want) in shapes.items() if have != want]
+        if len(self.modalities) != s:
+            wrong.append(f"{len(self.modalities)} modalities for {s} scales")
+        if not self.points:
+            wrong.append("no operating points")
+        if wrong:
+            raise ValueError("; ".join(wrong))
+
     @staticmethod
     def load(path: Path) -> "AdaptivePolicy":
         try:
             state = json.loads(Path(path).read_text())
-            return AdaptivePolicy(
+            policy = AdaptivePolicy(
                 conditions=state["conditions"],
                 scales=state["scales"],
                 modalities=state["modalities"],
@@ -186,6 +199,8 @@ class AdaptivePolicy:
                 points=[OperatingPoint(**p) for p in state["points"]],
                 fit_set=state.get("fit_set", ""),
             )
+            policy.check()
+            return policy
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"{path} not found: --scale adaptive needs the policy fitted for this model "

@@ -58,8 +58,8 @@ WER = {
 #   sure it is clean:   a2 10 < a4 10.5 < a4_v2 12 < a2_v2 12.5 < ...
 #   sure it is babble:  a2_v2 29.5 < a2_v1 30 < a4_v1 32.5 < a4_v2 33 < ... < a2 50
 #   no sound:           v1 45 < v2 52.5
-# a2 beats every scale with video while P(clean) > 17/19 and a2_v2 beats
-# every audio-only one while P(clean) < 7/8.
+# So a2 is the choice while P(clean) > 17/19 (a4_v2 next), a2_v2 while
+# P(clean) < 7/8.
 TRADEOFF = 0.2
 
 
@@ -134,8 +134,6 @@ def speech():
     """Espeak GRID sentences of five voices, exactly ``SECONDS`` long (peak
     0.5): {voice: [(text, wave)] of two sentences}; and a 6 s babble of six
     other talkers."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("needs espeak-ng")
     from local.synthgrid.grammar import random_sentence, transcript
     from local.synthgrid.noise import babble
     from local.synthgrid.speakers import draw_speakers
@@ -203,7 +201,7 @@ def test_the_policy_hears_the_babble_and_reads_the_lips(tmp_path, model_dir, avs
     assert 0 < decoded.estimator_seconds <= decoded.seconds
 
     # Babble but no lips: the best audio-only scale (a2 50 < a4 52.5).
-    deaf = adaptive.single_batch("sound only", speech=new_noisy)
+    deaf = adaptive.single_batch("sound_only", speech=new_noisy)
     decoded = adaptive.decode_scales(deaf, ["adaptive"])["adaptive"]
     assert decoded.passes == [["a2"]]
     assert decoded.num_tokens == [int(fixed_scale(adaptive, deaf, "a2").num_tokens[0])]
@@ -247,6 +245,8 @@ def test_a_cascade_decodes_twice_and_is_charged_twice(tmp_path, model_dir, monke
     assert decoded.texts == [f"a4_v2:{t}" for t in second.texts]
 
     adaptive._policy = hand_policy(threshold=-1e9)
+    # No chosen scale reads the lips: the video encoder does not run.
+    monkeypatch.setattr(adaptive.model.encoders["video"], "forward", lambda *a: pytest.fail("video encoded"))
     decoded = adaptive.decode_scales(batch, ["adaptive"])["adaptive"]
     assert decoded.passes == [["a2"], ["a2"]]
     assert decoded.num_tokens == first.num_tokens.tolist()
@@ -272,7 +272,8 @@ def test_simulate_charges_both_passes():
     # The threshold is strict: a score equal to it keeps the first pass.
     assert not Choice("a2", "a2_v1", -0.5).needs_second(-0.5) and Choice("a2", "a2_v1", -0.5).needs_second(-0.51)
     assert not Choice("a2").needs_second(-100.0)
-    # Lips only: the cascade has nowhere to go; no modality usable: an error.
+    # Lips only: v1. Sound only: a2 without a cascade (no scale with video
+    # is usable). Nothing usable: an error.
     assert policy.choose(posterior[:1], cascade, present=["video"]) == [Choice("v1")]
     assert policy.choose(posterior[:1], cascade, present=["audio"]) == [Choice("a2")]
     with pytest.raises(ValueError, match=r"no scale of the policy .* works with \['tactile'\] only"):
@@ -366,6 +367,14 @@ def test_missing_or_wrong_policy_files_are_clear_errors(tmp_path, model_dir):
     Path(model).with_name(POLICY_FILE).write_text(json.dumps({"scale_table": []}))
     with pytest.raises(ValueError, match=rf"corrupt/policy\.json: not an adaptive policy \('conditions'\)"):
         AVSR2Text(config, model, scale="adaptive")
+    # Parts that do not fit together are found on loading, not mid-decode.
+    hand_policy().save(Path(model).with_name(POLICY_FILE))
+    state = json.loads(Path(model).with_name(POLICY_FILE).read_text())
+    shape = (2, len(WER))
+    for key, value, says in (("wer", [[1.0]], f"wer is (1, 1), not {shape}"), ("points", [], "no operating points")):
+        Path(model).with_name(POLICY_FILE).write_text(json.dumps({**state, key: value}))
+        with pytest.raises(ValueError, match=re.escape(f"corrupt/policy.json: not an adaptive policy ({says}")):
+            AVSR2Text(config, model, scale="adaptive")
 
     foreign = hand_policy(wer={"a2": (5, 45), "a8": (9, 60), "a2_v5": (4, 20)})
     with pytest.raises(ValueError, match=r"policy\.json: scales \['a2_v5', 'a8'\] are not the model's \['a2', 'a4'"):
@@ -505,11 +514,12 @@ def test_fit_policy_end_to_end(tmp_path, model_dir, avsr, fit_set):
     points = policy.points
     assert len(points) >= 2
     assert all(a.tokens_per_sec < b.tokens_per_sec and a.wer > b.wer for a, b in zip(points, points[1:]))
-    # The cheapest: a4 everywhere (the largest tradeoff); the most accurate:
-    # the oracle (a2 when clean, a2_v1 in babble), reached because the
-    # cross-fitted posteriors tell the conditions apart.
+    # The cheapest: a4 everywhere (the largest tradeoff); the most accurate
+    # makes no error, at no more than the oracle's cost (a2 when clean, a2_v1
+    # in babble), reached because the cross-fitted posteriors tell the
+    # conditions apart.
     assert (points[0].tokens_per_sec, points[0].wer) == (round(19 / 1.5, 3), round(100 * 20 / 48, 3))
-    assert (policy.point().tokens_per_sec, policy.point().wer) == (round((4 * 38 + 4 * 76) / 12, 3), 0.0)
+    assert policy.point().wer == 0.0 and policy.point().tokens_per_sec <= round((4 * 38 + 4 * 76) / 12, 3)
     # Every recorded point is what simulating it on the set gives.
     utts = sorted(condition)
     features = fit_policy.audio_features(avsr, data / "wav.scp", batch_size=8)
@@ -536,7 +546,7 @@ def test_fit_policy_names_what_is_missing(tmp_path, model_dir, fit_set):
     text.write_text("\n".join(lines[1:]) + "\n")
     first = sorted(condition)[0]
     assert lines[0].startswith(first + " ")
-    with pytest.raises(ValueError, match=re.escape(f"{text} lacks {first}: decode {data} at every scale first")):
+    with pytest.raises(ValueError, match=re.escape(f"{text} lacks {[first]}: decode {data} at every scale first")):
         fit_policy.main(fit_args(model_dir, data, holes, tmp_path / POLICY_FILE))
     assert not (tmp_path / POLICY_FILE).exists()
 

@@ -26,7 +26,7 @@ def recipe_run(tmp_path_factory):
     tmp_path = link_recipe(tmp_path_factory.mktemp("synthgrid"))
     local_opts = (
         "--train_speakers 2 --dev_speakers 1 --test_speakers 1 --utts_per_speaker 4 "
-        "--test_utts_per_speaker 2 --lm_sentences 200"
+        "--test_utts_per_speaker 2 --noisy_dev_utts 3 --noisy_train_utts 2 --lm_sentences 200"
     )
     proc = subprocess.run(
         [

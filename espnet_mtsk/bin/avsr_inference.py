@@ -222,7 +222,8 @@ class AVSR2Text:
     def _decode_adaptive(self, inputs: Dict[str, Any], policy_id: str) -> Decoded:
         """The policy's choice per utterance, each chosen scale's utterances
         decoded together; a cascade's second pass for those whose first
-        transcript scored below its threshold."""
+        transcript scored below its threshold. An encoder runs only when a
+        chosen scale reads its modality."""
         present = [m for m, key in (("audio", "speech"), ("video", "video")) if inputs[key] is not None]
         point = self.policy.point(adaptive_budget(policy_id))
         start = self._clock()
@@ -231,7 +232,6 @@ class AVSR2Text:
         size = len(inputs["speech_lengths" if "audio" in present else "video_lengths"])
         choices = self.policy.choose(self.policy.posterior(features, size), point, present)
         estimator_seconds = self._clock() - start
-        encoded.update(self._encode(inputs, [m for m in present if m != "audio" and m in self.model.encoders])[0])
         texts, tokens, scores = [""] * size, [0] * size, [0.0] * size
         passes: List[List[str]] = [[] for _ in range(size)]
         todo = {i: choices[i].first for i in range(size)}
@@ -241,6 +241,8 @@ class AVSR2Text:
                 by_scale.setdefault(scale_id, []).append(i)
             todo = {}
             for scale_id, index in by_scale.items():
+                needed = [m for m in self.model.scale(scale_id).modalities if m not in encoded]
+                encoded.update(self._encode(inputs, needed)[0])
                 hyps = self._recognize(scale_id, encoded, index)
                 for i, text, n, score in zip(index, hyps.texts, hyps.num_tokens.tolist(), hyps.scores.tolist()):
                     texts[i], scores[i] = text, score

@@ -107,7 +107,7 @@ def main(cmd=None):
                         help="more data dirs (wav.scp, utt2condition; other speakers) whose audio "
                         "trains the condition estimate too; they need no decoding")
     parser.add_argument("--decode_dir", type=Path, required=True,
-                        help="holds <scale>/1best_recog/{text,num_tokens,score} for every scale")
+                        help="holds <scale>/1best_recog/{text,num_tokens,score,speech_seconds} for every scale")
     parser.add_argument("--scales", nargs="+", default=None, help="default: every scale of the model")
     parser.add_argument("--output", type=Path, required=True, help="policy.json to write")
     parser.add_argument("--batch_size", type=int, default=16)
@@ -137,9 +137,11 @@ def main(cmd=None):
     for j, scale in enumerate(scales):
         best = args.decode_dir / scale / "1best_recog"
         files = {name: read_2columns_text(best / name) for name in ("text", "num_tokens", "score", "speech_seconds")}
+        for name, table in files.items():
+            lacking = [u for u in utts if u not in table]
+            if lacking:
+                raise ValueError(f"{best / name} lacks {lacking[:5]}: decode {args.data_dir} at every scale first")
         for i, u in enumerate(utts):
-            if u not in files["text"]:
-                raise ValueError(f"{best / 'text'} lacks {u}: decode {args.data_dir} at every scale first")
             out = jiwer.process_words(refs[u], normalise(files["text"][u]))
             errors[i, j] = out.substitutions + out.deletions + out.insertions
             tokens[i, j] = float(files["num_tokens"][u])
@@ -191,8 +193,8 @@ def main(cmd=None):
 
     # Tradeoffs from 0 to past the one at which the cheapest scale always
     # wins; thresholds at quantiles of the audio-only scales' scores.
-    closest = np.diff(np.unique(policy.tokens_per_sec)).min(initial=1.0)
-    top = max(2 * (wer.max() - wer.min()) / max(closest, 1e-3), 1e-2)
+    gaps = np.diff(np.unique(policy.tokens_per_sec))
+    top = max(2 * (wer.max() - wer.min()) / max(gaps.min() if gaps.size else 1.0, 1e-3), 1e-2)
     tradeoffs = [0.0] + list(np.geomspace(1e-3, top, args.tradeoffs - 1))
     audio_only = [j for j, m in enumerate(policy.modalities) if m == ["audio"]]
     thresholds = [None] + sorted({round(float(q), 4) for q in np.quantile(scores[:, audio_only], [0.1, 0.25, 0.5])}

@@ -14,8 +14,9 @@ Under ``db_dir``:
 Under ``data_dir``: ``train``, ``dev``, ``test_clean`` and ``test_snr<N>``
 (same utterances and videos as ``test_clean``, noisy audio), each with
 wav.scp, video.scp, text, utt2spk, spk2utt sorted by utterance id;
-``dev_noisy`` (every dev utterance at every condition, ``clean`` and
-``snr<N>``, as ``<utt>-<condition>``), ``train_noisy`` (the first
+``dev_noisy`` (the first ``noisy_dev_utts`` utterances of every dev speaker,
+dev's and more, at every condition, ``clean`` and ``snr<N>``, as
+``<utt>-<condition>``), ``train_noisy`` (the first
 ``noisy_train_utts`` utterances of every training speaker, likewise) and
 ``test_mixed`` (every test utterance once, at a condition drawn uniformly),
 which also have utt2condition; and ``noise/wav.scp`` listing the training babble for
@@ -70,6 +71,7 @@ _SIZES = dict(
     noise_speakers=(12, "babble talkers: half for the training pool, half for the test pool"),
     utts_per_speaker=(100, "utterances per train speaker"),
     test_utts_per_speaker=(25, "utterances per dev and per test speaker"),
+    noisy_dev_utts=(75, "utterances per dev speaker in dev_noisy (dev's and more; noisy copies, training babble)"),
     noisy_train_utts=(5, "utterances per train speaker in train_noisy (noisy copies, training babble)"),
     snrs=((-5, 0, 5, 10), "SNRs (dB) of the noisy dev and test copies"),
     video_size=(VIDEO_SIZE, "mouth ROI height = width in pixels (32 for CPU runs, 88 LRS3-like)"),
@@ -257,6 +259,11 @@ def _plan_utterances(
     return utts
 
 
+def _first(utts: Sequence[Utterance], n: int) -> List[Utterance]:
+    """The first ``n`` utterances of each speaker (``_plan_utterances``' ids)."""
+    return [u for u in utts if int(u.utt_id.rsplit("_", 1)[1]) <= n]
+
+
 def _plan_babble(db_dir: str, pool: str, talkers: List[Speaker], n_files: int) -> List[Babble]:
     return [
         Babble(f"babble_{pool}_{i:03d}", os.path.join(db_dir, "noise", pool, f"babble_{i:03d}.wav"), tuple(talkers))
@@ -320,10 +327,6 @@ def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> 
     test_babble = _plan_babble(db_dir, "test", babble_talkers["noise-test"], cfg["test_babble_files"])
     splits = {
         "train": _plan_utterances(db_dir, groups["train"], cfg["utts_per_speaker"], seed, ()),
-        # Dev is mixed with the training babble: the test babble stays unheard.
-        "dev": _plan_utterances(
-            db_dir, groups["dev"], cfg["test_utts_per_speaker"], seed, snrs, [b.path for b in train_babble]
-        ),
         "test": _plan_utterances(
             db_dir, groups["test"], cfg["test_utts_per_speaker"], seed, snrs, [b.path for b in test_babble]
         ),
@@ -334,14 +337,22 @@ def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> 
     _check_settings(db_dir, {"seed": seed, **{k: cfg[k] for k in _CONTENT_SETTINGS}})
     remove_temp_files(db_dir)
     _run(_make_babble, [(b, settings) for b in train_babble + test_babble], nj, "babble")
-    # The first utterances of each training speaker, with noisy copies too:
-    # many voices for the per-utterance policy's condition estimate.
+    # Noisy copies, mixed with the training babble (the test babble stays
+    # unheard), of every dev speaker's utterances, more of them than dev
+    # holds, and of the first utterances of each training speaker: the per-
+    # utterance policy's WER table and its condition estimate's many voices.
+    dev_all = _plan_utterances(
+        db_dir, groups["dev"], max(cfg["test_utts_per_speaker"], cfg["noisy_dev_utts"]), seed, snrs,
+        [b.path for b in train_babble],
+    )
+    splits["dev"] = _first(dev_all, cfg["test_utts_per_speaker"])
+    noisy_dev = _first(dev_all, cfg["noisy_dev_utts"])
     noisy_train = _plan_utterances(
         db_dir, groups["train"], min(cfg["noisy_train_utts"], cfg["utts_per_speaker"]), seed, snrs,
         [b.path for b in train_babble],
     )
     with_copies = {u.utt_id: u for u in noisy_train}
-    all_utts = [with_copies.get(u.utt_id, u) for u in splits["train"]] + splits["dev"] + splits["test"]
+    all_utts = [with_copies.get(u.utt_id, u) for u in splits["train"]] + dev_all + splits["test"]
     _run(_make_utterance, [(u, settings) for u in all_utts], nj, "utterances")
 
     write_set(os.path.join(data_dir, "train"), _at(splits["train"]))
@@ -350,7 +361,7 @@ def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> 
     conditions = [CLEAN] + [snr_name(snr) for snr in snrs]
     for condition in conditions[1:]:
         write_set(os.path.join(data_dir, f"test_{condition}"), _at(splits["test"], condition))
-    for name, utts in (("dev_noisy", splits["dev"]), ("train_noisy", noisy_train)):
+    for name, utts in (("dev_noisy", noisy_dev), ("train_noisy", noisy_train)):
         write_set(
             os.path.join(data_dir, name), [(f"{u.utt_id}-{c}", u, c) for u in utts for c in conditions],
             with_conditions=True,

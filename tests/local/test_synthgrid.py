@@ -31,12 +31,14 @@ TINY = dict(
     noise_speakers=2,
     utts_per_speaker=3,
     test_utts_per_speaker=2,
+    noisy_dev_utts=3,  # dev's 2 and one more
+    noisy_train_utts=2,
     babble_files=1,
     test_babble_files=1,
     babble_seconds=3.0,
 )
 DATA_DIRS = ["train", "dev", "test_clean", "test_snr-5", "test_snr0", "test_snr5", "test_snr10"]
-CONDITION_DIRS = ["dev_noisy", "test_mixed"]  # DATA_FILES and utt2condition
+CONDITION_DIRS = ["dev_noisy", "train_noisy", "test_mixed"]  # DATA_FILES and utt2condition
 CONDITIONS = ["clean", "snr-5", "snr0", "snr5", "snr10"]
 DATA_FILES = ["wav.scp", "video.scp", "text", "utt2spk", "spk2utt"]
 
@@ -182,20 +184,30 @@ def test_mixed_audio_snr_matches_request(corpus):
             assert abs(measure_snr(clean[utt], from_pcm16(read_wav(wav))) - snr) < 0.5, (utt, snr)
 
 
-def test_noisy_dev_has_every_condition(corpus):
+@pytest.mark.parametrize("name, source, per_speaker", [("dev_noisy", "dev", 3), ("train_noisy", "train", 2)])
+def test_noisy_dev_and_train_have_every_condition(corpus, name, source, per_speaker):
+    """dev_noisy: dev's utterances and one more per dev speaker; train_noisy:
+    the first 2 of each training speaker; each at every condition."""
     root, _ = corpus
     data, db = root / "data", root / "db"
     files = ["wav.scp", "video.scp", "text", "utt2spk"]
-    dev = {f: _read_table(data / "dev" / f) for f in files}
-    noisy = {f: _read_table(data / "dev_noisy" / f) for f in files + ["utt2condition"]}
-    assert len(noisy["wav.scp"]) == len(dev["wav.scp"]) * len(CONDITIONS)
-    assert noisy["utt2condition"] == {f"{u}-{c}": c for u in dev["wav.scp"] for c in CONDITIONS}
-    for utt, clean_wav in dev["wav.scp"].items():
+    whole = {f: _read_table(data / source / f) for f in files}
+    noisy = {f: _read_table(data / name / f) for f in files + ["utt2condition"]}
+    speakers = sorted(set(whole["utt2spk"].values()))
+    utts = [f"{spk}_{i:04d}" for spk in speakers for i in range(1, per_speaker + 1)]
+    assert noisy["utt2condition"] == {f"{u}-{c}": c for u in utts for c in CONDITIONS}
+    assert set(whole["wav.scp"]) - set(utts) == (set() if source == "dev" else {f"{s}_0003" for s in speakers})
+    extra = sorted(set(utts) - set(whole["wav.scp"]))
+    assert extra == ([f"{s}_0003" for s in speakers] if source == "dev" else [])
+    for utt in extra:  # not in dev, but of a dev speaker, in the same corpus
+        assert noisy["utt2spk"][f"{utt}-clean"] in speakers
+        assert Path(noisy["wav.scp"][f"{utt}-clean"]).exists() and Path(noisy["video.scp"][f"{utt}-clean"]).exists()
+    for utt, clean_wav in ((u, w) for u, w in whole["wav.scp"].items() if u in utts):
         assert noisy["wav.scp"][f"{utt}-clean"] == clean_wav
         for condition in CONDITIONS:
-            assert {f: noisy[f][f"{utt}-{condition}"] for f in files[1:]} == {f: dev[f][utt] for f in files[1:]}
+            assert {f: noisy[f][f"{utt}-{condition}"] for f in files[1:]} == {f: whole[f][utt] for f in files[1:]}
         for condition in CONDITIONS[1:]:
-            path = db / "wav" / condition / dev["utt2spk"][utt] / f"{utt}.wav"
+            path = db / "wav" / condition / whole["utt2spk"][utt] / f"{utt}.wav"
             assert noisy["wav.scp"][f"{utt}-{condition}"] == str(path)
             assert path.read_bytes() != Path(clean_wav).read_bytes()
 
@@ -240,7 +252,9 @@ def test_without_snrs_the_condition_dirs_are_clean(tmp_path):
     root, _ = _build(tmp_path, utts_per_speaker=1, test_utts_per_speaker=1, snrs=())
     data = root / "data"
     dev = _read_table(data / "dev" / "wav.scp")
-    assert _read_table(data / "dev_noisy" / "wav.scp") == {f"{u}-clean": w for u, w in dev.items()}
+    noisy_dev = _read_table(data / "dev_noisy" / "wav.scp")
+    assert set(_read_table(data / "dev_noisy" / "utt2condition").values()) == {"clean"}
+    assert {k: noisy_dev[k] for k in noisy_dev if k[:-len("-clean")] in dev} == {f"{u}-clean": w for u, w in dev.items()}
     assert _read_table(data / "test_mixed" / "wav.scp") == _read_table(data / "test_clean" / "wav.scp")
     assert set(_read_table(data / "test_mixed" / "utt2condition").values()) == {"clean"}
     with pytest.raises(ValueError, match="each pool"):
@@ -274,6 +288,7 @@ def test_rerun_skips_existing_files_and_leaves_no_temp_files(tmp_path):
         "test_mixed",
         "test_snr0",
         "train",
+        "train_noisy",
     ]
     with pytest.raises(ValueError, match="another --db_dir"):
         main(argv + ["--seed", "1"])
