@@ -182,7 +182,7 @@ class LongForm:
         self._summarise(plan)
 
     def _decode(self, plan: Plan, pending) -> Iterator[Segment]:
-        """Decodes segments [(span, inputs)], a batch per scale, in order."""
+        """Decodes segments [(span, inputs)], a batch per scale and inputs, in order."""
         scales = {}
         for index, (span, inputs) in enumerate(pending):
             modalities = [m for m, key in DATA_NAMES.items() if key in inputs]
@@ -195,9 +195,11 @@ class LongForm:
                 logging.info(f"{e}: not transcribed")
                 plan.notes.setdefault("nothing the scale reads", []).append(span)
                 continue
-            scales.setdefault(scale, []).append(index)
+            # One batch per scale and inputs: the adaptive policy keeps its
+            # id whatever a segment lacks.
+            scales.setdefault((scale, tuple(modalities)), []).append(index)
         decoded: Dict[int, Tuple[str, str]] = {}
-        for scale, indices in scales.items():
+        for (scale, _), indices in scales.items():
             batch = self.avsr.batch([(f"{plan.path}@{pending[i][0][0]:.2f}", pending[i][1]) for i in indices])
             out = self.avsr.decode_scales(batch, [scale])[scale]
             decoded.update({i: (text, passes[-1]) for i, text, passes in zip(indices, out.texts, out.passes)})

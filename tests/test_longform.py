@@ -137,13 +137,23 @@ needs_mediapipe = pytest.mark.skipif(importlib.util.find_spec("mediapipe") is No
 
 
 @pytest.fixture(scope="module")
-def avsr(tmp_path_factory, llm_dir, whisper_dir):
-    """A tiny mode-all model (2 s Whisper window) as an ``AVSR2Text``."""
+def model_folder(tmp_path_factory, llm_dir, whisper_dir):
+    """A tiny mode-all model's config.yaml and model.pth (2 s Whisper window)."""
     from conftest import write_model_files
+
+    return write_model_files(tmp_path_factory.mktemp("exp"), llm_dir, whisper_dir)
+
+
+def decoder(folder, **kwargs):
     from espnet_mtsk.bin.avsr_inference import AVSR2Text
 
-    folder = write_model_files(tmp_path_factory.mktemp("exp"), llm_dir, whisper_dir)
-    return AVSR2Text(str(folder / "config.yaml"), str(folder / "model.pth"), beam_size=1, max_new_tokens=3)
+    return AVSR2Text(str(folder / "config.yaml"), str(folder / "model.pth"), beam_size=1, max_new_tokens=3, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def avsr(model_folder):
+    """The tiny model as an ``AVSR2Text``."""
+    return decoder(model_folder)
 
 
 def face_video(path, wave, face_from, face_to, size=128, lips=True):
@@ -158,9 +168,22 @@ def face_video(path, wave, face_from, face_to, size=128, lips=True):
     write_video_mp4(str(path), frames, audio=wave)
 
 
+def lips_first_policy(avsr, folder):
+    """policy.json of a policy over a2 and a2_v1 that ignores the sound and
+    takes a2_v1 whenever there is a face."""
+    from espnet_mtsk.policy import AdaptivePolicy, OperatingPoint
+
+    width = 2 * avsr.model.encoders["audio"].output_size()
+    policy = AdaptivePolicy(conditions=["clean"], scales=["a2", "a2_v1"], modalities=[["audio"], ["audio", "video"]],
+                            weights=np.zeros((1, width)), bias=np.zeros(1), wer=np.array([[10.0, 1.0]]),
+                            tokens_per_sec=np.array([25.0, 50.0]), points=[OperatingPoint(0.0, None, 50.0, 1.0)])
+    policy.save(folder / "policy.json")
+    return folder / "policy.json"
+
+
 @needs_mediapipe
 @needs_espeak
-def test_faceless_middle_is_decoded_from_the_sound(tmp_path, avsr, sentences, caplog, monkeypatch):
+def test_faceless_middle_is_decoded_from_the_sound(tmp_path, model_folder, avsr, sentences, caplog, monkeypatch):
     from espnet_mtsk.data import mouth_track
     from espnet_mtsk.longform import LongForm, transcribe_long
 
@@ -191,6 +214,13 @@ def test_faceless_middle_is_decoded_from_the_sound(tmp_path, avsr, sentences, ca
     assert "lips still in 2 of 3 segments" in caplog.text and "no face in 1 of 3 segments" in caplog.text
     heard = transcribe_long(avsr, str(tmp_path / "listener.mp4"), "a2_v1", crop_size=24, still_lips="audio")
     assert [s.scale for s in heard] == ["a2"] * 3
+
+    # The adaptive policy, here one that prefers the lips, chooses per
+    # segment: the faceless one from the sound, in a batch of its own.
+    adaptive = decoder(model_folder, policy_file=str(lips_first_policy(avsr, tmp_path)))
+    chosen = transcribe_long(adaptive, str(tmp_path / "talk.mp4"), "adaptive", crop_size=24, batch_size=3)
+    assert [(s.scale, s.modalities) for s in chosen] == [
+        ("a2_v1", ("audio", "video")), ("a2", ("audio",)), ("a2_v1", ("audio", "video"))]
 
     # An audio-only scale never starts the face tracker.
     monkeypatch.setattr(mouth_track.MouthTrack, "__call__", lambda *a: pytest.fail("face tracker started"))

@@ -365,7 +365,7 @@ def test_missing_or_wrong_policy_files_are_clear_errors(tmp_path, model_dir):
         AVSR2Text(config, model, scale="adaptive")
     # Valid JSON, but not a policy.
     Path(model).with_name(POLICY_FILE).write_text(json.dumps({"scale_table": []}))
-    with pytest.raises(ValueError, match=rf"corrupt/policy\.json: not an adaptive policy \('conditions'\)"):
+    with pytest.raises(ValueError, match=r"corrupt/policy\.json: not an adaptive policy \('conditions'\)"):
         AVSR2Text(config, model, scale="adaptive")
     # Parts that do not fit together are found on loading, not mid-decode.
     hand_policy().save(Path(model).with_name(POLICY_FILE))

@@ -17,7 +17,9 @@ wav.scp, video.scp, text, utt2spk, spk2utt sorted by utterance id;
 ``dev_noisy`` (the first ``noisy_dev_utts`` utterances of every dev speaker,
 dev's and more, at every condition, ``clean`` and ``snr<N>``, as
 ``<utt>-<condition>``), ``train_noisy`` (the first
-``noisy_train_utts`` utterances of every training speaker, likewise) and
+``noisy_train_utts`` utterances of every training speaker, likewise),
+``test_noisy`` (every test utterance at every condition: the noisy test
+sets together) and
 ``test_mixed`` (every test utterance once, at a condition drawn uniformly),
 which also have utt2condition; and ``noise/wav.scp`` listing the training babble for
 on-the-fly augmentation.
@@ -361,7 +363,7 @@ def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> 
     conditions = [CLEAN] + [snr_name(snr) for snr in snrs]
     for condition in conditions[1:]:
         write_set(os.path.join(data_dir, f"test_{condition}"), _at(splits["test"], condition))
-    for name, utts in (("dev_noisy", noisy_dev), ("train_noisy", noisy_train)):
+    for name, utts in (("dev_noisy", noisy_dev), ("train_noisy", noisy_train), ("test_noisy", splits["test"])):
         write_set(
             os.path.join(data_dir, name), [(f"{u.utt_id}-{c}", u, c) for u in utts for c in conditions],
             with_conditions=True,

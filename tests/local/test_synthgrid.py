@@ -38,7 +38,7 @@ TINY = dict(
     babble_seconds=3.0,
 )
 DATA_DIRS = ["train", "dev", "test_clean", "test_snr-5", "test_snr0", "test_snr5", "test_snr10"]
-CONDITION_DIRS = ["dev_noisy", "train_noisy", "test_mixed"]  # DATA_FILES and utt2condition
+CONDITION_DIRS = ["dev_noisy", "train_noisy", "test_noisy", "test_mixed"]  # DATA_FILES and utt2condition
 CONDITIONS = ["clean", "snr-5", "snr0", "snr5", "snr10"]
 DATA_FILES = ["wav.scp", "video.scp", "text", "utt2spk", "spk2utt"]
 
@@ -184,10 +184,15 @@ def test_mixed_audio_snr_matches_request(corpus):
             assert abs(measure_snr(clean[utt], from_pcm16(read_wav(wav))) - snr) < 0.5, (utt, snr)
 
 
-@pytest.mark.parametrize("name, source, per_speaker", [("dev_noisy", "dev", 3), ("train_noisy", "train", 2)])
-def test_noisy_dev_and_train_have_every_condition(corpus, name, source, per_speaker):
-    """dev_noisy: dev's utterances and one more per dev speaker; train_noisy:
-    the first 2 of each training speaker; each at every condition."""
+@pytest.mark.parametrize(
+    "name, source, per_speaker, beyond, left_out",
+    [("dev_noisy", "dev", 3, True, False), ("train_noisy", "train", 2, False, True),
+     ("test_noisy", "test_clean", 2, False, False)],
+)
+def test_noisy_sets_have_every_condition(corpus, name, source, per_speaker, beyond, left_out):
+    """dev_noisy: dev's utterances and one more per dev speaker (``beyond``
+    the source set); train_noisy: the first 2 of each training speaker (the
+    third ``left_out``); test_noisy: the test set; each at every condition."""
     root, _ = corpus
     data, db = root / "data", root / "db"
     files = ["wav.scp", "video.scp", "text", "utt2spk"]
@@ -196,9 +201,10 @@ def test_noisy_dev_and_train_have_every_condition(corpus, name, source, per_spea
     speakers = sorted(set(whole["utt2spk"].values()))
     utts = [f"{spk}_{i:04d}" for spk in speakers for i in range(1, per_speaker + 1)]
     assert noisy["utt2condition"] == {f"{u}-{c}": c for u in utts for c in CONDITIONS}
-    assert set(whole["wav.scp"]) - set(utts) == (set() if source == "dev" else {f"{s}_0003" for s in speakers})
+    third = [f"{s}_0003" for s in speakers]
+    assert sorted(set(whole["wav.scp"]) - set(utts)) == (third if left_out else [])
     extra = sorted(set(utts) - set(whole["wav.scp"]))
-    assert extra == ([f"{s}_0003" for s in speakers] if source == "dev" else [])
+    assert extra == (third if beyond else [])
     for utt in extra:  # not in dev, but of a dev speaker, in the same corpus
         assert noisy["utt2spk"][f"{utt}-clean"] in speakers
         assert Path(noisy["wav.scp"][f"{utt}-clean"]).exists() and Path(noisy["video.scp"][f"{utt}-clean"]).exists()
@@ -286,6 +292,7 @@ def test_rerun_skips_existing_files_and_leaves_no_temp_files(tmp_path):
         "noise",
         "test_clean",
         "test_mixed",
+        "test_noisy",
         "test_snr0",
         "train",
         "train_noisy",

@@ -23,12 +23,14 @@ case "${llm}" in
     standin)
         # A 2-layer, 128-wide Llama with its own tokenizer, pre-trained on
         # GRID text (stages 5-8), trained whole with the projectors.
-        # test_mixed: each test utterance at one condition; the per-utterance
-        # policy, fitted on dev_noisy (stage 12; its condition estimate on
-        # train_noisy's voices too), is decoded on it at budgets.
-        test_sets="test_clean test_snr-5 test_snr0 test_snr5 test_snr10 test_mixed"
-        policy_opts=(--policy_set dev_noisy --policy_extra_sets train_noisy --policy_test_sets test_mixed
-            --policy_budgets "6 9 12 15 none")
+        # test_mixed: each test utterance at one drawn condition; test_noisy:
+        # each at every condition (the noisy sets together, 5x the words).
+        # The per-utterance policy, fitted on dev_noisy (stage 12; its
+        # condition estimate on train_noisy's voices too), decodes both at
+        # several budgets.
+        test_sets="test_clean test_snr-5 test_snr0 test_snr5 test_snr10 test_mixed test_noisy"
+        policy_opts=(--policy_set dev_noisy --policy_extra_sets train_noisy
+            --policy_test_sets "test_mixed test_noisy" --policy_budgets "6 9 12 15 none")
         llm_opts=(--train_config conf/train_avsr_mtsk.yaml --pretrained whisper-tiny.en
             --lm_train_text data/lm_text
             --llm_build_opts "--hidden_size 128 --num_layers 2 --num_heads 4"
