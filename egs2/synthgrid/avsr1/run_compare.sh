@@ -80,7 +80,7 @@ train_and_decode() {
     [ -e "exp/asr_$1/RESULTS.md" ] && return
     ./run.sh --stage 11 --stop_stage 13 --train_config "$2" \
         --asr_tag "$1" --asr_stats_dir "${base_stats}" \
-        --test_sets "${test_sets}" --scale_table_set none \
+        --test_sets "${test_sets}" --scale_table_set none --policy_set "" \
         --asr_args "${asr_args}" --inference_args "${inference_args}"
 }
 
