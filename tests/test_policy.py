@@ -251,6 +251,11 @@ def test_a_cascade_decodes_twice_and_is_charged_twice(tmp_path, model_dir, monke
     assert decoded.passes == [["a2"], ["a2"]]
     assert decoded.num_tokens == first.num_tokens.tolist()
     assert decoded.texts == [f"a2:{t}" for t in first.texts]
+    # A fixed scale and two budgets in one call: Whisper runs once for all.
+    encode, calls = adaptive.model.encode, []
+    monkeypatch.setattr(adaptive.model, "encode", lambda **kw: calls.append(kw["modalities"]) or encode(**kw))
+    out = adaptive.decode_scales(batch, ["a2", "adaptive", "adaptive@31"])
+    assert calls == [["audio"]] and out["adaptive@31"].passes == out["adaptive"].passes == [["a2"], ["a2"]]
 
 
 def test_simulate_charges_both_passes():

@@ -184,32 +184,27 @@ class AVSR2Text:
     @torch.no_grad()
     def decode_scales(self, batch: Dict[str, torch.Tensor], scales: Sequence[str]) -> Dict[str, Decoded]:
         """Decodes one batch at several scales and/or adaptive policies
-        (``adaptive@<budget>``), running each encoder once for the fixed
-        scales. Each ``Decoded.seconds`` is what that scale (or policy)
-        alone costs: its encoders' time plus its own LLM time."""
+        (``adaptive@<budget>``), running each encoder, and the policy's
+        estimate, at most once. Each ``Decoded.seconds`` is what that scale
+        (or policy) alone costs: the encoders it read, the estimate, its own
+        LLM passes."""
         batch = to_device(batch, self.device)
-        inputs = {k: batch.get(k) for k in ("speech", "speech_lengths", "video", "video_lengths")}
+        encodings = _Encodings(self, {k: batch.get(k) for k in ("speech", "speech_lengths", "video", "video_lengths")})
         fixed = [self.model.scale(s) for s in scales if not is_adaptive(s)]
-        encoded, encode_seconds = self._encode(inputs, dict.fromkeys(m for s in fixed for m in s.modalities))
         out = {}
         for scale in fixed:
+            encodings.need(scale.modalities)
             start = self._clock()
-            hyps = self._recognize(scale.id, encoded)
-            seconds = self._clock() - start + sum(encode_seconds[m] for m in scale.modalities)
+            hyps = self._recognize(scale.id, encodings.encoded)
+            seconds = self._clock() - start + encodings.seconds_of(scale.modalities)
             out[scale.id] = Decoded(hyps.texts, hyps.num_tokens.tolist(), hyps.scores.tolist(),
                                     [[scale.id]] * len(hyps.texts), seconds)
-        for policy_id in (s for s in scales if is_adaptive(s)):
-            out[policy_id] = self._decode_adaptive(inputs, policy_id)
+        policies = [s for s in scales if is_adaptive(s)]
+        if policies:
+            posterior, estimator_seconds = self._estimate(encodings)
+            for policy_id in policies:
+                out[policy_id] = self._decode_adaptive(encodings, posterior, estimator_seconds, policy_id)
         return out
-
-    def _encode(self, inputs: Dict[str, Any], modalities: Sequence[str]):
-        encoded, seconds = {}, {}
-        for modality in modalities:
-            start = self._clock()
-            with self._autocast():
-                encoded.update(self.model.encode(**inputs, modalities=[modality]))
-            seconds[modality] = self._clock() - start
-        return encoded, seconds
 
     def _recognize(self, scale_id: str, encoded, index: Optional[List[int]] = None):
         if index is not None:
@@ -219,21 +214,28 @@ class AVSR2Text:
                 scale_id, beam_size=self.beam_size, max_new_tokens=self.max_new_tokens, encoded=encoded
             )
 
-    def _decode_adaptive(self, inputs: Dict[str, Any], policy_id: str) -> Decoded:
+    def _estimate(self, encodings: "_Encodings") -> Tuple[np.ndarray, float]:
+        """The policy's condition posterior (B, C) and what it cost: the
+        audio encoder's time and its own."""
+        if "audio" not in encodings.present:
+            return self.policy.posterior(None, encodings.size), 0.0
+        encodings.need(["audio"])
+        start = self._clock()
+        posterior = self.policy.posterior(pooled_states(*encodings.encoded["audio"]))
+        return posterior, self._clock() - start + encodings.seconds_of(["audio"])
+
+    def _decode_adaptive(
+        self, encodings: "_Encodings", posterior: np.ndarray, estimator_seconds: float, policy_id: str
+    ) -> Decoded:
         """The policy's choice per utterance, each chosen scale's utterances
         decoded together; a cascade's second pass for those whose first
         transcript scored below its threshold. An encoder runs only when a
         chosen scale reads its modality."""
-        present = [m for m, key in (("audio", "speech"), ("video", "video")) if inputs[key] is not None]
-        point = self.policy.point(adaptive_budget(policy_id))
-        start = self._clock()
-        encoded, _ = self._encode(inputs, [m for m in present if m == "audio" and m in self.model.encoders])
-        features = pooled_states(*encoded["audio"]) if "audio" in encoded else None
-        size = len(inputs["speech_lengths" if "audio" in present else "video_lengths"])
-        choices = self.policy.choose(self.policy.posterior(features, size), point, present)
-        estimator_seconds = self._clock() - start
+        choices = self.policy.choose(posterior, self.policy.point(adaptive_budget(policy_id)), encodings.present)
+        size = encodings.size
         texts, tokens, scores = [""] * size, [0] * size, [0.0] * size
         passes: List[List[str]] = [[] for _ in range(size)]
+        llm_seconds = 0.0
         todo = {i: choices[i].first for i in range(size)}
         while todo:
             by_scale: Dict[str, List[int]] = {}
@@ -241,16 +243,20 @@ class AVSR2Text:
                 by_scale.setdefault(scale_id, []).append(i)
             todo = {}
             for scale_id, index in by_scale.items():
-                needed = [m for m in self.model.scale(scale_id).modalities if m not in encoded]
-                encoded.update(self._encode(inputs, needed)[0])
-                hyps = self._recognize(scale_id, encoded, index)
+                encodings.need(self.model.scale(scale_id).modalities)
+                start = self._clock()
+                hyps = self._recognize(scale_id, encodings.encoded, index)
+                llm_seconds += self._clock() - start
                 for i, text, n, score in zip(index, hyps.texts, hyps.num_tokens.tolist(), hyps.scores.tolist()):
                     texts[i], scores[i] = text, score
                     tokens[i] += n
                     passes[i].append(scale_id)
                     if len(passes[i]) == 1 and choices[i].needs_second(score):
                         todo[i] = choices[i].second
-        return Decoded(texts, tokens, scores, passes, self._clock() - start, estimator_seconds)
+        read = {m for p in passes for s in p for m in self.model.scale(s).modalities} - {"audio"}
+        # The estimate holds the audio encoder's time already.
+        seconds = estimator_seconds + encodings.seconds_of(sorted(read)) + llm_seconds
+        return Decoded(texts, tokens, scores, passes, seconds, estimator_seconds)
 
     def _clock(self) -> float:
         # CUDA runs asynchronously: wait for it so the time is the work's.
@@ -290,6 +296,29 @@ class AVSR2Text:
 
             kwargs.update(**ModelDownloader().download_and_unpack(model_tag))
         return AVSR2Text(**kwargs)
+
+
+class _Encodings:
+    """A batch's encoder outputs, each encoder run (and timed) once, when
+    first needed."""
+
+    def __init__(self, avsr: AVSR2Text, inputs: Dict[str, Any]):
+        self.avsr, self.inputs = avsr, inputs
+        self.present = [m for m, key in (("audio", "speech"), ("video", "video")) if inputs[key] is not None]
+        self.size = len(inputs["speech_lengths" if "audio" in self.present else "video_lengths"])
+        self.encoded: Dict[str, Any] = {}
+        self.seconds: Dict[str, float] = {}
+
+    def need(self, modalities: Sequence[str]) -> None:
+        for modality in modalities:
+            if modality not in self.encoded:
+                start = self.avsr._clock()
+                with self.avsr._autocast():
+                    self.encoded.update(self.avsr.model.encode(**self.inputs, modalities=[modality]))
+                self.seconds[modality] = self.avsr._clock() - start
+
+    def seconds_of(self, modalities: Sequence[str]) -> float:
+        return sum(self.seconds[m] for m in modalities)
 
 
 @typechecked
