@@ -417,7 +417,7 @@ decode_all() {
         ${python} -m espnet_mtsk.bin.fit_policy --asr_train_config "$1" --asr_model_file "$2" \
             --data_dir "${data_feats}/${policy_set}" --utt2condition "${data_feats}/${policy_set}/utt2condition" \
             --decode_dir "$3/${policy_set}" --scales ${scales} --output "${policy}" \
-            ${policy_extra_sets:+--estimator_dirs $(printf "${data_feats}/%s " ${policy_extra_sets})} \
+            ${policy_extra_sets:+--estimator_dirs $(for d in ${policy_extra_sets}; do echo "${data_feats}/${d}"; done)} \
             > "$3/${policy_set}/fit_policy.log" 2>&1 \
             || { echo "$0: fitting the policy failed; see $3/${policy_set}/fit_policy.log" >&2; return 1; }
     fi
