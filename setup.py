@@ -33,6 +33,11 @@ setup(
         # get_speech_timestamps' max_speech_duration_s splitting as in 5.1+.
         "silero-vad>=5.1,<7",
         "pysubs2>=1.6,<2",  # SRT and WebVTT writing (format_="vtt")
+        # The per-utterance policy: its fitted condition estimate (a pipeline
+        # of StandardScaler, PCA and LogisticRegression folded into one affine
+        # map) and the softmax that applies it.
+        "scikit-learn>=1.3,<2",
+        "scipy",
     ],
     extras_require={"test": ["pytest"]},
 )

@@ -74,8 +74,9 @@ class LongForm:
     """Transcribes files of any length with an ``AVSR2Text``.
 
     ``scale``: a scale id, "auto" (the decoder's budget), "adaptive" (a
-    scale per segment, the model's fitted policy) or None (the decoder's own); ``vad=False`` decodes each file whole, as one clip (it
-    must fit the window); ``batch_size`` segments are decoded together;
+    scale per segment, the model's fitted policy) or None (the decoder's
+    own); ``vad=False`` decodes each file whole, as one clip (it must fit the
+    window); ``batch_size`` segments are decoded together;
     ``min_face_fraction``: a segment whose face is found in fewer of its
     frames is decoded from the sound alone. A segment whose face is there
     but whose lips do not move (``mouth_track.lip_activity`` under

@@ -28,6 +28,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from scipy.special import softmax
 
 POLICY_FILE = "policy.json"
 ADAPTIVE = "adaptive"
@@ -118,10 +119,7 @@ class AdaptivePolicy:
                 f"the policy reads {self.weights.shape[1]} pooled audio features, got "
                 f"{features.shape[1]}: it was fitted for another audio encoder"
             )
-        logits = features @ self.weights.T + self.bias
-        logits -= logits.max(1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(1, keepdims=True)
+        return softmax(features @ self.weights.T + self.bias, axis=1)
 
     def point(self, budget: Optional[float] = None) -> OperatingPoint:
         """The most accurate fitted point within ``budget`` tokens/s

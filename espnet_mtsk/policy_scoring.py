@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import jiwer
 import numpy as np
 from espnet2.fileio.read_text import read_2columns_text
 
 from espnet_mtsk.policy import is_adaptive
-from espnet_mtsk.scoring import Score, normalise
+from espnet_mtsk.scoring import Score, count_errors, normalise
 
 
 @dataclass
@@ -41,9 +40,7 @@ def read_run(score: Score, ref_file: Path, decode_dir: Path, condition: Dict[str
     wer = {}
     for c in sorted(set(condition.values())):
         keys = sorted(k for k in refs if condition.get(k) == c)
-        out = jiwer.process_words([refs[k] for k in keys], [hyps[k] for k in keys])
-        wer[c] = 100.0 * (out.substitutions + out.deletions + out.insertions) / max(
-            out.hits + out.substitutions + out.deletions, 1)
+        wer[c] = count_errors([refs[k] for k in keys], [hyps[k] for k in keys]).rate
     run = PolicyRun(score, wer)
     if is_adaptive(score.scale):
         seconds = read_2columns_text(best / "speech_seconds")

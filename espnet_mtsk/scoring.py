@@ -38,8 +38,13 @@ class Errors:
     sent_err: int
 
     @property
+    def wrong(self) -> int:
+        """Substitutions, deletions and insertions."""
+        return self.sub + self.dele + self.ins
+
+    @property
     def rate(self) -> float:
-        return 100.0 * (self.sub + self.dele + self.ins) / max(self.ref, 1)
+        return 100.0 * self.wrong / max(self.ref, 1)
 
     def cells(self) -> str:
         pct = lambda n: f"{100.0 * n / max(self.ref, 1):.1f}"  # noqa: E731
@@ -84,7 +89,8 @@ def characters(text: str) -> str:
     return " <space> ".join(" ".join(word) for word in text.split())
 
 
-def _errors(refs: List[str], hyps: List[str]) -> Errors:
+def count_errors(refs: List[str], hyps: List[str]) -> Errors:
+    """jiwer's alignment of ``refs`` and ``hyps`` (lists of space-separated units) as ``Errors``."""
     out = jiwer.process_words(refs, hyps)
     return Errors(
         snt=len(refs),
@@ -126,7 +132,7 @@ def score_dir(ref_file: Path, decode_dir: Path, dataset: str, scale: str) -> Sco
     for unit, split in (("words", lambda t: t), ("chars", characters)):
         ref_units = [split(refs[k]) for k in keys]
         hyp_units = [split(hyps[k]) for k in keys]
-        units[unit] = _errors(ref_units, hyp_units)
+        units[unit] = count_errors(ref_units, hyp_units)
         name = "score_wer" if unit == "words" else "score_cer"
         _write_score_dir(decode_dir / name, keys, ref_units, hyp_units, units[unit], unit)
     numbers = {

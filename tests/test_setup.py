@@ -12,7 +12,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
-BOUNDED = ["torch", "torchaudio", "transformers", "peft", "espnet", "silero-vad", "pysubs2", "scikit-image"]
+BOUNDED = ["torch", "torchaudio", "transformers", "peft", "espnet", "silero-vad", "pysubs2", "scikit-image", "scikit-learn"]
 
 
 def install_requires():

@@ -32,6 +32,7 @@ from espnet_mtsk.budget import choose_scale, read_scale_table
 from espnet_mtsk.cli import key_value
 from espnet_mtsk.data.collate import AVSRCollateFn
 from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS
+from espnet_mtsk.model import DATA_NAMES
 from espnet_mtsk.policy import POLICY_FILE, AdaptivePolicy, adaptive_budget, adaptive_id, is_adaptive, pooled_states
 from espnet_mtsk.tasks.avsr import AVSRTask
 
@@ -198,7 +199,7 @@ class AVSR2Text:
             hyps = self._recognize(scale.id, encodings.encoded)
             seconds = self._clock() - start + encodings.seconds_of(scale.modalities)
             out[scale.id] = Decoded(hyps.texts, hyps.num_tokens.tolist(), hyps.scores.tolist(),
-                                    [[scale.id]] * len(hyps.texts), seconds)
+                                    [[scale.id] for _ in hyps.texts], seconds)
         policies = [s for s in scales if is_adaptive(s)]
         if policies:
             posterior, estimator_seconds = self._estimate(encodings)
@@ -304,7 +305,7 @@ class _Encodings:
 
     def __init__(self, avsr: AVSR2Text, inputs: Dict[str, Any]):
         self.avsr, self.inputs = avsr, inputs
-        self.present = [m for m, key in (("audio", "speech"), ("video", "video")) if inputs[key] is not None]
+        self.present = [m for m, key in DATA_NAMES.items() if inputs[key] is not None]
         self.size = len(inputs["speech_lengths" if "audio" in self.present else "video_lengths"])
         self.encoded: Dict[str, Any] = {}
         self.seconds: Dict[str, float] = {}

@@ -25,7 +25,6 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import jiwer
 import numpy as np
 import torch
 from espnet2.fileio.read_text import read_2columns_text
@@ -33,7 +32,7 @@ from espnet2.utils.types import str_or_none
 
 from espnet_mtsk.bin.avsr_inference import AVSR2Text, add_pretrained_arguments
 from espnet_mtsk.policy import AdaptivePolicy, OperatingPoint, pareto, pooled_states, simulate
-from espnet_mtsk.scoring import normalise
+from espnet_mtsk.scoring import count_errors, normalise
 from espnet_mtsk.tasks.avsr import AVSRTask
 
 
@@ -142,8 +141,7 @@ def main(cmd=None):
             if lacking:
                 raise ValueError(f"{best / name} lacks {lacking[:5]}: decode {args.data_dir} at every scale first")
         for i, u in enumerate(utts):
-            out = jiwer.process_words(refs[u], normalise(files["text"][u]))
-            errors[i, j] = out.substitutions + out.deletions + out.insertions
+            errors[i, j] = count_errors([refs[u]], [normalise(files["text"][u])]).wrong
             tokens[i, j] = float(files["num_tokens"][u])
             scores[i, j] = float(files["score"][u])
             seconds[i] = float(files["speech_seconds"][u])

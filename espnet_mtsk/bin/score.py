@@ -49,11 +49,9 @@ def main(cmd=None):
     for test_set in args.policy_sets:
         ref = args.data_dir / test_set / "text"
         condition = read_2columns_text(args.data_dir / test_set / "utt2condition")
-        policies = [score_dir(ref, args.decode_dir / test_set / p, test_set, p) for p in args.policies]
+        scores += [score_dir(ref, args.decode_dir / test_set / p, test_set, p) for p in args.policies]
         runs = [read_run(s, ref, args.decode_dir / test_set / s.scale, condition)
-                for s in scores if s.dataset == test_set] + [
-                read_run(s, ref, args.decode_dir / test_set / s.scale, condition) for s in policies]
-        scores += policies
+                for s in scores if s.dataset == test_set]
         sections.append(policy_markdown(test_set, runs))
     baselines = score_baselines(args.baselines, args.data_dir, args.test_sets)
     png = args.results.with_name("wer_vs_tokens.png")
