@@ -100,6 +100,21 @@ class CTCPretrainer(torch.nn.Module):
         return out
 
 
+def load_encoder(model: CTCPretrainer, checkpoint: Path, modality: str) -> None:
+    """Warm start: the encoder (and audio front end) of a checkpoint this
+    script wrote; the CTC head starts afresh."""
+    state = torch.load(checkpoint, map_location="cpu")
+    for part, prefix in (("frontend", "frontend."), ("normalize", "normalize."), ("encoder", f"encoders.{modality}.")):
+        module = getattr(model, part)
+        if module is None:
+            continue
+        mine = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(mine)
+        except RuntimeError as e:
+            raise ValueError(f"--init {checkpoint}: does not fit the {modality} {part}: {e}") from e
+
+
 def _loader(data_dir: Path, modality: str, preprocess, batch_size: int, shuffle: bool):
     fname, name, kind = DATA[modality]
     dataset = ESPnetDataset(
@@ -161,6 +176,8 @@ def pretrain(args: argparse.Namespace) -> Dict[str, Any]:
     tokens = transcript_tokens(args.train_dir / "text", valid_pre)
     logging.info(f"CTC head: {len(tokens)} tokens of the transcripts + blank")
     model = CTCPretrainer(parts[key], tokens, **front)
+    if args.init is not None:
+        load_encoder(model, args.init, args.modality)
     optim = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * math.ceil(n_train / args.batch_size)
     warmup = max(1, steps // 10)
@@ -219,6 +236,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", type=Path, default=None, help="a checkpoint of this script to start from")
     parser.add_argument("--noise_scp", default=None, help="noise for the audio, as in training")
     parser.add_argument("--noise_db_range", default=DEFAULT_DB_RANGE, help="SNR range (dB), 'low_high'")
     parser.add_argument("--noise_apply_prob", type=float, default=0.5)

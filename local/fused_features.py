@@ -20,7 +20,11 @@ those arrays, one output utterance per variant (``<utt>``, then
 Matryoshka model trained on. Without it the audio encoder runs on the
 data dir's audio (files, pipes or ``segments``: ``AudioDirReader``) and
 ``encode_seconds`` holds each utterance's share of the encoders' wall
-time, which the decoding's real-time factor includes.
+time, which the decoding's real-time factor includes. With
+``--video_encoded_scp`` (stage 9's cross-fitted video features,
+``local.cross_fit``) the video comes from those arrays: a training set's
+utterances then carry the features of an encoder that never saw their
+speaker, as the Matryoshka model's training reads them.
 """
 
 import argparse
@@ -80,10 +84,8 @@ def fuse(encoded: Pooled, scale: Scale) -> List[np.ndarray]:
 def drops_video(uid: str, prob: float) -> bool:
     """Whether an utterance's video half is zeroed: modality dropout, as
     AV-HuBERT and ESPnet's ``avhubert`` encoder train on their fused
-    features, drawn here once per utterance (seeded by its id). Without it
-    the video half, whose encoder was CTC-trained on these very training
-    utterances, is all a model needs to fit them, and it never learns to
-    read the audio."""
+    features, drawn here once per utterance (seeded by its id), so that a
+    model learns to read the audio alone too."""
     return prob > 0 and np.random.default_rng(zlib.crc32(uid.encode())).random() < prob
 
 
@@ -113,6 +115,7 @@ def write_set(args: argparse.Namespace) -> None:
     texts = read_2columns_text(str(data_dir / "text"))
     video_reader = VideoScpReader(str(data_dir / "video.scp"))
     variants = read_variants_scp(args.encoded_scp) if args.encoded_scp else None
+    video_dumped = read_variants_scp(args.video_encoded_scp) if args.video_encoded_scp else None
     wavs = None if variants else AudioDirReader(data_dir)
     outs = {s.id: Path(args.out_dir) / s.id / name for s in scales}
     tmps = {k: v.with_name(f".{v.name}.tmp") for k, v in outs.items()}
@@ -125,11 +128,14 @@ def write_set(args: argparse.Namespace) -> None:
     keys = sorted(texts)
     start = time.time()
     for batch in batches(keys, args.batch_size):
-        frames = [preprocess(uid, {"video": video_reader[uid]})["video"] for uid in batch]
-        vx, vl = padded(frames)
+        if video_dumped is None:
+            frames = [preprocess(uid, {"video": video_reader[uid]})["video"] for uid in batch]
         clock = time.perf_counter()
         with torch.no_grad():
-            video = encoders("video", vx, vl)
+            if video_dumped is None:
+                video = encoders("video", *padded(frames))
+            else:
+                video = padded([np.load(_variant(video_dumped, uid, 0, 1, "video")) for uid in batch])
             if variants is None:
                 waves = [wavs[uid] for uid in batch]
                 audio = [encoders("audio", *padded(waves))]
@@ -139,10 +145,10 @@ def write_set(args: argparse.Namespace) -> None:
                 count = len(variants[batch[0]])
                 audio, ids = [], []
                 for k in range(count):
-                    arrays = [np.load(_variant(variants, uid, k, count)) for uid in batch]
+                    arrays = [np.load(_variant(variants, uid, k, count, "audio")) for uid in batch]
                     audio.append(padded(arrays))
                     ids.append([uid if k == 0 else f"{uid}-noisy{k}" for uid in batch])
-                seconds = [len(x) / VIDEO_FPS for x in frames]
+                seconds = [n / VIDEO_FPS for n in video[1].tolist()]
         share = (time.perf_counter() - clock) / len(batch)
         for audio_k, ids_k in zip(audio, ids):
             encoded = {"audio": audio_k, "video": video}
@@ -172,9 +178,9 @@ def write_set(args: argparse.Namespace) -> None:
     logging.info(f"{data_dir}: {len(rows['text'])} utterances -> {list(map(str, outs.values()))} ({time.time() - start:.0f} s)")
 
 
-def _variant(variants: Dict[str, List[str]], uid: str, k: int, count: int) -> str:
+def _variant(variants: Dict[str, List[str]], uid: str, k: int, count: int, modality: str) -> str:
     if uid not in variants:
-        raise ValueError(f"utterance '{uid}' has no dumped audio encoder outputs")
+        raise ValueError(f"utterance '{uid}' has no dumped {modality} encoder outputs")
     if len(variants[uid]) != count:
         raise ValueError(f"utterance '{uid}' has {len(variants[uid])} dumped variants, others {count}")
     return variants[uid][k]
@@ -187,6 +193,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rates", nargs="+", required=True, help="scale ids, e.g. a2_v1 a12_v6")
     parser.add_argument("--data_dir", required=True, help="holds text, video.scp (and wav.scp)")
     parser.add_argument("--encoded_scp", default=None, help="dumped audio encoder outputs of the set")
+    parser.add_argument("--video_encoded_scp", default=None, help="dumped (cross-fitted) video encoder outputs of the set")
     parser.add_argument("--out_dir", required=True)
     parser.add_argument("--name", default=None, help="the set's folder name (default: the data dir's)")
     parser.add_argument("--batch_size", type=int, default=16)

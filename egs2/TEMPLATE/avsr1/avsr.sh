@@ -5,9 +5,11 @@
 #   3 format into dump/                      4 filter by length / empty text
 #   5 pretrained parts (--pretrained),       6-8 text pre-training of a stand-in
 #     LLM + tokenizer preparation                LLM (only without --llm_dir)
-#   9 CTC pre-training of stand-in encoders (only with --encoder_pretrain true);
-#     the frozen audio encoder's outputs of the training and valid sets
-#     (only with --encoder_dump true)
+#   9 CTC pre-training of stand-in encoders (only with --encoder_pretrain true),
+#     cross-fitted over speaker folds (--encoder_folds K: training then reads
+#     each utterance's video features from an encoder that never saw its
+#     speaker); the frozen audio encoder's outputs of the training and valid
+#     sets (only with --encoder_dump true)
 #   10 collect stats (shape files)           11 training
 #   12 decoding, every test set x scale      13 scoring + RESULTS.md
 #   14 packing (espnet_model_zoo zip)        15 decoding with the unpacked model
@@ -60,6 +62,12 @@ lm_train_text=""      # Kaldi-style text for the stand-in (default: the training
 encoder_pretrain=false    # stage 9: pre-train the config's encoders with CTC
 encoder_pretrain_opts=""  # options of local.encoder_pretrain
 encoder_dir=""            # stage 9's pre-trained encoders (default: ${expdir}/encoders)
+encoder_folds=0           # stage 9, K >= 2: K more video encoders, each trained without one fold
+                          # of the training speakers, encode that fold's utterances (local.cross_fit);
+                          # training reads those features, decoding the full encoder's
+encoder_full_opts=""      # with folds: options of the full encoder's training, which starts from
+                          # fold 1's encoder (e.g. "--epochs 6 --lr 1e-3"); empty: from scratch,
+                          # with encoder_pretrain_opts
 encoder_dump=false        # stage 9: run the frozen pretrained audio encoder once over the
                           # training and valid sets; stage 11 trains on its outputs
 encoder_dump_opts=""      # options of espnet_mtsk.bin.dump_encoded for the training set
@@ -220,22 +228,32 @@ dump_encoded() {
     done
 }
 
-if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-    # The encoders to pre-train and the dump are independent: one job each,
-    # in parallel, sharing the cores (no more threads than cores: small
-    # convolutions use a second thread poorly, and oversubscribed threads
-    # slow every job several times over).
-    encoders=""
-    "${encoder_pretrain}" && encoders=$(config_encoders)
-    n_jobs=$(echo "${encoders}" | wc -w)
-    "${encoder_dump}" && n_jobs=$((n_jobs + 1))
-    threads=$(( $(nproc) / (n_jobs > 0 ? n_jobs : 1) ))
-    [ "${threads}" -ge 1 ] || threads=1
-    # Each job runs in its own process group (job control, set -m), to be
+pretrain_encoder() {
+    # pretrain_encoder <modality> <train dir> <out.pth> [options]: stage 9's
+    # CTC pre-training, validated on the valid set.
+    local modality=$1 train_dir=$2 out=$3
+    shift 3
+    log "Stage 9: CTC pre-training of the ${modality} encoder on ${train_dir} -> ${out}"
+    # shellcheck disable=SC2086
+    stage9_job "${out%.pth}.log" \
+        ${python} -m local.encoder_pretrain --config "${train_config}" \
+        --llm_dir "${llm_out}" --modality "${modality}" \
+        --train_dir "${train_dir}" --valid_dir "${data_feats}/${valid_set}" --out "${out}" \
+        ${noise_scp:+--noise_scp ${data_feats}/noise.scp} ${encoder_pretrain_opts} "$@"
+}
+
+run_parallel() {
+    # run_parallel <command>...: each command (a string, split into words)
+    # as a job of its own, all at once, the cores shared among them (no more
+    # threads than cores: small convolutions use a second thread poorly,
+    # and oversubscribed threads slow every job several times over). Each
+    # job runs in its own process group (job control, set -m), to be
     # stopped whole: launcher, shells, python. The first job to fail stops
     # the others, and so does this script's end (an error, an interrupt):
     # they would run on unseen, holding the cores and writing the files a
     # rerun writes.
+    local threads=$(( $(nproc) / $# )) job i
+    [ "${threads}" -ge 1 ] || threads=1
     pids=()
     stop_jobs() {
         local pid
@@ -245,21 +263,11 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     trap 'exit 130' INT
     trap 'exit 143' TERM
     set -m
-    for modality in ${encoders}; do
-        log "Stage 9: CTC pre-training of the ${modality} encoder -> ${encoder_dir}/${modality}.pth"
+    for job in "$@"; do
         # shellcheck disable=SC2086
-        OMP_NUM_THREADS=${threads} stage9_job "${encoder_dir}/${modality}.log" \
-            ${python} -m local.encoder_pretrain --config "${train_config}" \
-            --llm_dir "${llm_out}" --modality "${modality}" \
-            --train_dir "${data_feats}/${train_set}" --valid_dir "${data_feats}/${valid_set}" \
-            --out "${encoder_dir}/${modality}.pth" \
-            ${noise_scp:+--noise_scp ${data_feats}/noise.scp} ${encoder_pretrain_opts} &
+        (export OMP_NUM_THREADS=${threads}; ${job}) &
         pids+=($!)
     done
-    if "${encoder_dump}"; then
-        (export OMP_NUM_THREADS=${threads}; dump_encoded) &
-        pids+=($!)
-    fi
     set +m
     # Polled: before bash 5.1, wait -n does not say which job ended.
     while [ ${#pids[@]} -gt 0 ]; do
@@ -272,22 +280,73 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         done
     done
     trap - EXIT INT TERM
+}
+
+folds_dir=${encoder_dir}/folds
+cross_fitted=""
+if "${encoder_pretrain}" && [ "${encoder_folds}" -ge 2 ]; then
+    cross_fitted=$(config_encoders)
+    case " ${cross_fitted} " in
+        *" audio "*) echo "$0: --encoder_folds cross-fits video encoders; the config pre-trains an audio one" >&2; exit 1 ;;
+    esac
+fi
+
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    # The encoders to pre-train and the dump are independent jobs, run in
+    # parallel. With folds, the fold encoders run first beside the dump;
+    # the full encoder, which starts from fold 1's (encoder_full_opts), and
+    # the cross-fitted features follow on every core.
+    encoders=""
+    "${encoder_pretrain}" && encoders=$(config_encoders)
+    stage9_jobs=()
+    "${encoder_dump}" && stage9_jobs+=(dump_encoded)
+    full=()
+    if [ -n "${cross_fitted}" ]; then
+        ${python} -m local.cross_fit split --data_dir "${data_feats}/${train_set}" \
+            --folds "${encoder_folds}" --out_dir "${folds_dir}"
+        for modality in ${encoders}; do
+            for k in $(seq "${encoder_folds}"); do
+                stage9_jobs+=("pretrain_encoder ${modality} ${folds_dir}/fold${k}/train ${folds_dir}/fold${k}/${modality}.pth")
+            done
+            opts=""
+            [ -n "${encoder_full_opts}" ] && opts="--init ${folds_dir}/fold1/${modality}.pth ${encoder_full_opts}"
+            full+=("pretrain_encoder ${modality} ${data_feats}/${train_set} ${encoder_dir}/${modality}.pth ${opts}")
+        done
+    else
+        for modality in ${encoders}; do
+            stage9_jobs+=("pretrain_encoder ${modality} ${data_feats}/${train_set} ${encoder_dir}/${modality}.pth")
+        done
+    fi
+    [ ${#stage9_jobs[@]} -gt 0 ] && run_parallel "${stage9_jobs[@]}"
+    [ ${#full[@]} -gt 0 ] && run_parallel "${full[@]}"
     for modality in ${encoders}; do
-        grep "valid greedy WER" "${encoder_dir}/${modality}.log" | tail -n 1
+        grep -h "valid greedy WER" "${encoder_dir}/${modality}.log" | tail -n 1
+    done
+    for modality in ${cross_fitted}; do
+        log "Stage 9: cross-fitted ${modality} features of ${train_set}, full-encoder ones of ${valid_set} -> ${encoded_dir}"
+        stage9_job "${encoded_dir}/${train_set}/cross_fit_${modality}.log" \
+            ${python} -m local.cross_fit dump --config "${train_config}" --llm_dir "${llm_out}" \
+            --modality "${modality}" --folds_dir "${folds_dir}" --full "${encoder_dir}/${modality}.pth" \
+            --train_dir "${data_feats}/${train_set}" --valid_dir "${data_feats}/${valid_set}" --out_dir "${encoded_dir}"
     done
 fi
 
 data_args() {
     # data_args <flag> <dir> [text]: the ESPnet data triples of a dump dir;
     # for training and valid sets, dumped audio encoder outputs replace the
-    # audio when --encoder_dump is on.
+    # audio when --encoder_dump is on, and cross-fitted video features the
+    # video with --encoder_folds.
     local flag=$1 dir=$2 out=""
     if [ $# -ge 3 ] && "${encoder_dump}"; then
         out+=" ${flag} ${encoded_dir}/$(basename "${dir}")/speech_encoded.scp,speech_encoded,encoded"
     elif [ -e "${dir}/wav.scp" ]; then
         out+=" ${flag} ${dir}/wav.scp,speech,sound"
     fi
-    [ -e "${dir}/video.scp" ] && out+=" ${flag} ${dir}/video.scp,video,video"
+    if [ $# -ge 3 ] && [ -n "${cross_fitted}" ]; then
+        out+=" ${flag} ${encoded_dir}/$(basename "${dir}")/video_encoded.scp,video_encoded,encoded"
+    elif [ -e "${dir}/video.scp" ]; then
+        out+=" ${flag} ${dir}/video.scp,video,video"
+    fi
     [ $# -ge 3 ] && out+=" ${flag} ${dir}/text,text,text"
     echo "${out}"
 }

@@ -61,6 +61,8 @@ esac
     "${policy_opts[@]}" \
     --encoder_pretrain true \
     --encoder_pretrain_opts "--epochs 20 --batch_size 8 --lr 2e-3" \
+    --encoder_folds 2 \
+    --encoder_full_opts "--epochs 6 --lr 1e-3" \
     --encoder_dump true \
     --encoder_dump_opts "--noisy_copies 2" \
     "${args[@]}"

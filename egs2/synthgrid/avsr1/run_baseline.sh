@@ -38,9 +38,13 @@ log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (run_baseline.sh) $*"; }
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     # The training and valid sets read the Whisper outputs stage 9 dumped
-    # (clean + noisy variants, one utterance each); the test sets run Whisper.
+    # (clean + noisy variants, one utterance each) and, with its cross-fitted
+    # video features (run.sh's --encoder_folds), those: the training set's
+    # from encoders that never saw their speaker, as the Matryoshka model
+    # trains on them. The test sets run both encoders.
     for dset in ${train_set} ${valid_set} ${test_sets}; do
         encoded=dump/encoded/${dset}/speech_encoded.scp
+        video_encoded=dump/encoded/${dset}/video_encoded.scp
         dropout=0
         [ "${dset}" = "${train_set}" ] && dropout=${video_dropout}
         log "Stage 1: fused features of ${dset} at ${rates} -> ${fused}/<rates>/${dset}"
@@ -48,7 +52,8 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
         python -m local.fused_features --asr_train_config "${mtsk_exp}/config.yaml" \
             --asr_model_file "${mtsk_exp}/${mtsk_model}" --rates ${rates} \
             --data_dir "dump/raw/${dset}" --out_dir "${fused}" --video_dropout "${dropout}" \
-            $([ -e "${encoded}" ] && echo --encoded_scp "${encoded}")
+            $([ -e "${encoded}" ] && echo --encoded_scp "${encoded}") \
+            $([ -e "${video_encoded}" ] && echo --video_encoded_scp "${video_encoded}")
     done
 fi
 
