@@ -51,6 +51,7 @@ from espnet_mtsk.data.preprocess import AVSRPreprocessor
 from espnet_mtsk.data.video import VideoScpReader
 from espnet_mtsk.fileio import atomic_path, write_lines
 from espnet_mtsk.tasks.avsr import AVSRTask
+from local.encoder_pretrain import load_prefixed
 
 FOLDS_FILE = "folds.json"
 REPORT_FILE = "cross_fit.json"
@@ -113,13 +114,7 @@ class FrozenEncoder:
             if other != key:
                 setattr(alone, other, None)
         self.encoder = AVSRTask.build_encoders(alone)[key]
-        prefix = f"encoders.{modality}."
-        state = torch.load(checkpoint, map_location="cpu")
-        mine = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        try:
-            self.encoder.load_state_dict(mine)
-        except RuntimeError as e:
-            raise ValueError(f"{checkpoint}: does not fit the {modality} encoder of {task.config}: {e}") from e
+        load_prefixed(self.encoder, checkpoint, f"encoders.{modality}.", f"{modality} encoder of {task.config}")
         self.encoder.eval()
 
     @torch.no_grad()

@@ -100,19 +100,15 @@ class CTCPretrainer(torch.nn.Module):
         return out
 
 
-def load_encoder(model: CTCPretrainer, checkpoint: Path, modality: str) -> None:
-    """Warm start: the encoder (and audio front end) of a checkpoint this
-    script wrote; the CTC head starts afresh."""
+def load_prefixed(module: torch.nn.Module, checkpoint: Path, prefix: str, what: str) -> None:
+    """Loads the keys under ``prefix`` of a checkpoint this script wrote
+    into ``module``; a ValueError naming the checkpoint when they do not fit
+    ``what`` (e.g. "video encoder")."""
     state = torch.load(checkpoint, map_location="cpu")
-    for part, prefix in (("frontend", "frontend."), ("normalize", "normalize."), ("encoder", f"encoders.{modality}.")):
-        module = getattr(model, part)
-        if module is None:
-            continue
-        mine = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        try:
-            module.load_state_dict(mine)
-        except RuntimeError as e:
-            raise ValueError(f"--init {checkpoint}: does not fit the {modality} {part}: {e}") from e
+    try:
+        module.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
+    except RuntimeError as e:
+        raise ValueError(f"{checkpoint}: does not fit the {what}: {e}") from e
 
 
 def _loader(data_dir: Path, modality: str, preprocess, batch_size: int, shuffle: bool):
@@ -176,8 +172,16 @@ def pretrain(args: argparse.Namespace) -> Dict[str, Any]:
     tokens = transcript_tokens(args.train_dir / "text", valid_pre)
     logging.info(f"CTC head: {len(tokens)} tokens of the transcripts + blank")
     model = CTCPretrainer(parts[key], tokens, **front)
+    prefix = {
+        "frontend": "frontend.",
+        "normalize": "normalize.",
+        "encoder": f"encoders.{args.modality}.",
+    }
     if args.init is not None:
-        load_encoder(model, args.init, args.modality)
+        # Warm start: the encoder (and front end); the CTC head starts afresh.
+        for part in prefix:
+            if getattr(model, part) is not None:
+                load_prefixed(getattr(model, part), args.init, prefix[part], f"{args.modality} {part}")
     optim = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * math.ceil(n_train / args.batch_size)
     warmup = max(1, steps // 10)
@@ -187,11 +191,6 @@ def pretrain(args: argparse.Namespace) -> Dict[str, Any]:
     )
     rng = random.Random(args.seed)
     best: Dict[str, Any] = {"wer": math.inf, "train_loss": []}
-    prefix = {
-        "frontend": "frontend.",
-        "normalize": "normalize.",
-        "encoder": f"encoders.{args.modality}.",
-    }
     for epoch in range(1, args.epochs + 1):
         model.train()
         start, total, count = time.perf_counter(), 0.0, 0

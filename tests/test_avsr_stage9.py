@@ -17,12 +17,13 @@ FAKE_PYTHON = """#!/usr/bin/env bash
 case "$*" in
     *local.train_config*) echo video ;;
     *"-m ${FAIL} "*) echo "bad input" >&2; exit 1 ;;
-    *) echo $$ >> "${PIDS}"; echo "valid greedy WER 0.0"; exec sleep "${WAIT}" ;;
+    *) echo $$ >> "${PIDS}"; echo "$(date +%s.%N) $*" >> "${PIDS}.calls"
+       echo "valid greedy WER 0.0"; exec sleep "${WAIT}" ;;
 esac
 """
 
 
-def stage_9(tmp_path, fail, wait):
+def stage_9(tmp_path, fail, wait, *options):
     """avsr.sh --stage 9 (pre-training the video encoder, and the dump) in
     a copy of the recipe, started: (its process, the recipe folder)."""
     recipe = link_recipe(tmp_path / "recipe")
@@ -32,7 +33,7 @@ def stage_9(tmp_path, fail, wait):
     proc = subprocess.Popen(
         ["./avsr.sh", "--stage", "9", "--stop_stage", "9", "--train_set", "train", "--valid_set", "dev",
          "--test_sets", "test", "--train_config", "conf/train_avsr_mtsk.yaml", "--python", str(python),
-         "--encoder_pretrain", "true", "--encoder_dump", "true"],
+         "--encoder_pretrain", "true", "--encoder_dump", "true", *options],
         cwd=recipe, env={**os.environ, "FAIL": fail, "WAIT": str(wait), "PIDS": str(tmp_path / "pids")},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -100,3 +101,29 @@ def test_jobs_that_succeed_finish_the_stage(tmp_path, end_jobs):
     assert len(job_pids(tmp_path)) == 3
     assert "valid greedy WER 0.0" in stdout
     assert (recipe / "dump/encoded/dev/dump.log").exists()
+
+
+def test_cross_fitting_trains_the_folds_then_the_full_encoder_then_dumps(tmp_path, end_jobs):
+    wait = 2
+    proc, recipe = stage_9(tmp_path, "nothing", wait, "--encoder_folds", "2", "--encoder_full_opts", "--epochs 3")
+    _, stderr = proc.communicate(timeout=40)
+    assert proc.returncode == 0, stderr
+    calls = [line.split(maxsplit=1) for line in (tmp_path / "pids.calls").read_text().splitlines()]
+    started = {}
+    for when, command in calls:
+        for name, marker in [
+            ("split", "local.cross_fit split"), ("fold1", "folds/fold1/train"), ("fold2", "folds/fold2/train"),
+            ("dump", "dump_encoded"), ("full", "--init exp/encoders/folds/fold1/video.pth"),
+            ("features", "local.cross_fit dump"),
+        ]:
+            if marker in command:
+                started.setdefault(name, float(when))
+    assert sorted(started, key=started.get)[:1] == ["split"] and len(started) == 6, calls
+    # The folds and the dump together; the full encoder once they ended, then the features.
+    first = [started[k] for k in ("fold1", "fold2", "dump")]
+    assert max(first) - min(first) < wait
+    assert started["full"] - max(started["fold1"], started["fold2"]) >= wait - 0.2
+    assert started["features"] - started["full"] >= wait - 0.2
+    full = next(c for _, c in calls if "--init" in c)
+    assert "--train_dir dump/raw/train" in full and full.endswith("--epochs 3")
+    assert (recipe / "exp/encoders/video.log").exists()

@@ -2,6 +2,7 @@
 then run_compare.sh on its encoders and LLM, and run_longform.sh on its model."""
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -35,6 +36,7 @@ def recipe_run(tmp_path_factory):
             "--local_data_opts", local_opts,
             "--llm_pretrain_opts", "--steps 5 --batch_size 8",
             "--encoder_pretrain_opts", "--epochs 1 --batch_size 4",
+            "--encoder_full_opts", "--epochs 1",
             "--asr_args", QUICK_TRAIN,
             "--inference_args", QUICK_DECODE,
         ],
@@ -51,6 +53,18 @@ def test_recipe_stages_1_to_15(recipe_run):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     for name in ["train", "dev", "dev_noisy", "train_noisy", *TEST_SETS]:
         assert (tmp_path / "data" / name / "video.scp").exists(), name
+
+    # Stage 9 cross-fitted the video features over the 2 training speakers;
+    # training read them, and the full encoder's for the valid set.
+    for k in (1, 2):
+        assert (tmp_path / "exp" / "encoders" / "folds" / f"fold{k}" / "video.pth").exists()
+    trained = yaml.safe_load((tmp_path / "exp" / "asr_train_avsr_mtsk" / "config.yaml").read_text())
+    for part in ("train", "valid"):
+        names = [entry[1] for entry in trained[f"{part}_data_path_and_name_and_type"]]
+        assert "video_encoded" in names and "video" not in names, names
+    report = json.loads((tmp_path / "dump" / "encoded" / "train" / "cross_fit.json").read_text())
+    assert [fold["utterances"] for fold in report["per_fold"]] == [4, 4]
+    assert len((tmp_path / "dump" / "encoded" / "train" / "video_encoded.scp").read_text().splitlines()) == 8
 
     conf = yaml.safe_load((RECIPE / "conf" / "train_avsr_mtsk.yaml").read_text())["model_conf"]
     scales = [s.id for s in config_scales(conf)]
@@ -94,6 +108,7 @@ def test_recipe_with_the_real_llm(recipe_run):
         [
             "./run.sh", "--llm", "smollm2", "--stage", "5", "--stop_stage", "14",
             "--encoder_pretrain_opts", "--epochs 1 --batch_size 4",
+            "--encoder_full_opts", "--epochs 1",
             "--asr_args", QUICK_TRAIN, "--inference_args", QUICK_DECODE,
         ],
         cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,

@@ -77,3 +77,28 @@ def test_a_config_without_the_encoder_is_an_error(tmp_path, llm_dir, setup):
     ])
     with pytest.raises(ValueError, match="names no video_encoder"):
         pretrain(args)
+
+
+def test_a_warm_start_begins_from_the_checkpoint(setup, llm_dir, tmp_path):
+    root, data, config = setup
+    common = ["--config", str(config), "--llm_dir", llm_dir, "--modality", "video",
+              "--train_dir", str(data), "--valid_dir", str(data), "--batch_size", "2"]
+    first = tmp_path / "first.pth"
+    pretrain(get_parser().parse_args([*common, "--out", str(first), "--epochs", "1", "--seed", "1"]))
+    # A learning rate of ~0 keeps the encoder where it started.
+    again = tmp_path / "again.pth"
+    pretrain(get_parser().parse_args([*common, "--out", str(again), "--epochs", "1", "--lr", "1e-12",
+                                      "--init", str(first)]))
+    start, end = torch.load(first, weights_only=True), torch.load(again, weights_only=True)
+    assert start.keys() == end.keys()
+    # Batch norm's running statistics move in training whatever the rate.
+    weights = [k for k in start if "running_" not in k and "num_batches" not in k]
+    assert all(torch.allclose(start[k], end[k], atol=1e-6) for k in weights)
+    scratch = tmp_path / "scratch.pth"
+    pretrain(get_parser().parse_args([*common, "--out", str(scratch), "--epochs", "1", "--lr", "1e-12"]))
+    assert not all(torch.allclose(start[k], torch.load(scratch, weights_only=True)[k], atol=1e-6) for k in weights)
+
+    bad = tmp_path / "bad.pth"
+    torch.save({"encoders.video.nothing": torch.zeros(1)}, bad)
+    with pytest.raises(ValueError, match="bad.pth: does not fit the video encoder"):
+        pretrain(get_parser().parse_args([*common, "--out", str(tmp_path / "x.pth"), "--init", str(bad)]))

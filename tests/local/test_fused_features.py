@@ -189,3 +189,33 @@ def test_where_the_pretrained_parts_are_reaches_the_loader(tmp_path, monkeypatch
     more = ["--pretrained_dir", "audio_encoder_conf.model_dir=/data/whisper", "--accept_pretrained_changes", "true"]
     assert fused_main(args + more) == 1
     assert seen == {"pretrained_dirs": {"audio_encoder_conf.model_dir": "/data/whisper"}, "accept_pretrained_changes": True}
+
+
+def test_dumped_video_features_replace_the_video_encoder(tmp_path, llm_dir, whisper_dir, caplog):
+    config, ckpt = _trained(tmp_path, llm_dir, whisper_dir, ["encoders"])
+    waves = tones()
+    rng = np.random.default_rng(1)
+    dumped, lines = {}, []
+    for utt, wave in waves.items():
+        frames = len(wave) // 640
+        np.save(tmp_path / f"{utt}.npy", rng.uniform(0, 255, (frames, 24, 24)).astype(np.float32))
+        dumped[utt] = rng.standard_normal((frames, 32)).astype(np.float32)
+        np.save(tmp_path / f"{utt}.video_encoded.npy", dumped[utt])
+        lines.append(f"{utt} {tmp_path / utt}.video_encoded.npy\n")
+    (tmp_path / "video_encoded.scp").write_text("".join(lines[1:]))
+    dirs = write_audio_dirs(tmp_path / "data", waves, {
+        "video.scp": "".join(f"{utt} {tmp_path / utt}.npy\n" for utt in waves),
+        "text": "".join(f"{utt} words\n" for utt in waves),
+    })
+    args = ["--asr_train_config", str(config), "--asr_model_file", str(ckpt), "--rates", "a2_v1",
+            "--data_dir", str(dirs[LAYOUTS[0]]), "--out_dir", str(tmp_path / "fused"),
+            "--video_encoded_scp", str(tmp_path / "video_encoded.scp")]
+    # An utterance the dump lacks is an error naming it.
+    assert fused_main(args) == 1
+    assert f"utterance '{next(iter(waves))}' has no dumped video encoder outputs" in caplog.text
+    (tmp_path / "video_encoded.scp").write_text("".join(lines))
+    assert fused_main(args) == 0
+    feats = dict(kaldiio.load_scp(str(tmp_path / "fused" / "a2_v1" / LAYOUTS[0] / "feats.scp")))
+    for utt, video in dumped.items():
+        n = len(feats[utt])
+        np.testing.assert_allclose(feats[utt][:, -32:], video[:n], rtol=1e-6)

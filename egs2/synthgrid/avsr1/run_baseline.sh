@@ -28,11 +28,15 @@ test_sets="test_clean test_snr-5 test_snr0 test_snr5 test_snr10"
 asr_args=""          # passed to every training (e.g. --max_epoch 1 for a quick check)
 video_dropout=0      # share of training utterances whose video half is zeroed (modality dropout;
                      # 0.3 made the 25 Hz model read audio, but not better with video: README)
-fused=dump/fused
+fused=""            # default: dump/fused, dump/fused_vdrop<p> with --video_dropout p
 token_list=exp/asr_fused_tokens/tokens.txt
 
 . ./path.sh
 . utils/parse_options.sh
+# Models with modality dropout get their own features, folders and rows.
+suffix=""
+[ "${video_dropout}" = 0 ] || suffix=_vdrop${video_dropout}
+fused=${fused:-dump/fused${suffix}}
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (run_baseline.sh) $*"; }
 
@@ -66,7 +70,7 @@ fi
 
 for rate in ${rates}; do
     feats=${fused}/${rate}
-    exp=exp/asr_$(basename "${train_config}" .yaml)_${rate}
+    exp=exp/asr_$(basename "${train_config}" .yaml)_${rate}${suffix}
     if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         log "Stage 3: ESPnet training on ${feats} -> ${exp}, packed to ${exp}/model.zip"
         mkdir -p "${exp}"
@@ -87,7 +91,7 @@ for rate in ${rates}; do
     if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         log "Stage 4: decoding ${exp}/model.zip on ${test_sets} (avsr.sh stage 16)"
         ./run.sh --stage 16 --stop_stage 16 --test_sets "${test_sets}" --asr_zip "${exp}/model.zip" \
-            --asr_zip_tag "espnet_${rate}" --asr_zip_data "${feats}" --asr_zip_task avsr \
+            --asr_zip_tag "espnet_${rate}${suffix}" --asr_zip_data "${feats}" --asr_zip_task avsr \
             --asr_zip_config "${inference_config}"
     fi
 done
