@@ -13,7 +13,7 @@ K folds of the training *speakers*:
         # encoder trains on it); folds.json: each speaker's fold
     python -m local.cross_fit dump --config conf/train.yaml --llm_dir exp/llm \\
         --modality video --folds_dir exp/encoders/folds --full exp/encoders/video.pth \\
-        --train_dir dump/raw/train --valid_dir dump/raw/dev --out_dir dump/encoded
+        --train_dir dump/raw/train --valid_dir dump/raw/dev --out_dir exp/encoders/encoded
 
 ``dump`` writes ``<out_dir>/<set>/video_encoded.scp`` (the ``encoded`` data
 type, one float16 (T, D) array per utterance) for the training set, each

@@ -62,9 +62,10 @@ def test_recipe_stages_1_to_15(recipe_run):
     for part in ("train", "valid"):
         names = [entry[1] for entry in trained[f"{part}_data_path_and_name_and_type"]]
         assert "video_encoded" in names and "video" not in names, names
-    report = json.loads((tmp_path / "dump" / "encoded" / "train" / "cross_fit.json").read_text())
+    cross_fitted = tmp_path / "exp" / "encoders" / "encoded" / "train"
+    report = json.loads((cross_fitted / "cross_fit.json").read_text())
     assert [fold["utterances"] for fold in report["per_fold"]] == [4, 4]
-    assert len((tmp_path / "dump" / "encoded" / "train" / "video_encoded.scp").read_text().splitlines()) == 8
+    assert len((cross_fitted / "video_encoded.scp").read_text().splitlines()) == 8
 
     conf = yaml.safe_load((RECIPE / "conf" / "train_avsr_mtsk.yaml").read_text())["model_conf"]
     scales = [s.id for s in config_scales(conf)]

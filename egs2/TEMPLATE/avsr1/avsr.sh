@@ -283,6 +283,9 @@ run_parallel() {
 }
 
 folds_dir=${encoder_dir}/folds
+# Beside the encoders that made them: recipes with other encoders (run.sh
+# --llm smollm2) share dump/ but not these.
+cross_fit_dir=${encoder_dir}/encoded
 cross_fitted=""
 if "${encoder_pretrain}" && [ "${encoder_folds}" -ge 2 ]; then
     cross_fitted=$(config_encoders)
@@ -323,11 +326,11 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         grep -h "valid greedy WER" "${encoder_dir}/${modality}.log" | tail -n 1
     done
     for modality in ${cross_fitted}; do
-        log "Stage 9: cross-fitted ${modality} features of ${train_set}, full-encoder ones of ${valid_set} -> ${encoded_dir}"
-        stage9_job "${encoded_dir}/${train_set}/cross_fit_${modality}.log" \
+        log "Stage 9: cross-fitted ${modality} features of ${train_set}, full-encoder ones of ${valid_set} -> ${cross_fit_dir}"
+        stage9_job "${cross_fit_dir}/${train_set}/cross_fit_${modality}.log" \
             ${python} -m local.cross_fit dump --config "${train_config}" --llm_dir "${llm_out}" \
             --modality "${modality}" --folds_dir "${folds_dir}" --full "${encoder_dir}/${modality}.pth" \
-            --train_dir "${data_feats}/${train_set}" --valid_dir "${data_feats}/${valid_set}" --out_dir "${encoded_dir}"
+            --train_dir "${data_feats}/${train_set}" --valid_dir "${data_feats}/${valid_set}" --out_dir "${cross_fit_dir}"
     done
 fi
 
@@ -343,7 +346,7 @@ data_args() {
         out+=" ${flag} ${dir}/wav.scp,speech,sound"
     fi
     if [ $# -ge 3 ] && [ -n "${cross_fitted}" ]; then
-        out+=" ${flag} ${encoded_dir}/$(basename "${dir}")/video_encoded.scp,video_encoded,encoded"
+        out+=" ${flag} ${cross_fit_dir}/$(basename "${dir}")/video_encoded.scp,video_encoded,encoded"
     elif [ -e "${dir}/video.scp" ]; then
         out+=" ${flag} ${dir}/video.scp,video,video"
     fi

@@ -20,6 +20,7 @@ stop_stage=4
 rates="a2_v1 a12_v6"
 mtsk_exp=exp/asr_train_avsr_mtsk     # the model whose frozen encoders make the features
 mtsk_model=valid.acc.ave.pth
+encoder_dir=exp/encoders            # its stage-9 encoders, with their cross-fitted features (if any)
 train_config=conf/train_asr_fused.yaml
 inference_config=conf/decode_asr_fused.yaml
 train_set=train
@@ -48,7 +49,7 @@ if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     # trains on them. The test sets run both encoders.
     for dset in ${train_set} ${valid_set} ${test_sets}; do
         encoded=dump/encoded/${dset}/speech_encoded.scp
-        video_encoded=dump/encoded/${dset}/video_encoded.scp
+        video_encoded=${encoder_dir}/encoded/${dset}/video_encoded.scp
         dropout=0
         [ "${dset}" = "${train_set}" ] && dropout=${video_dropout}
         log "Stage 1: fused features of ${dset} at ${rates} -> ${fused}/<rates>/${dset}"
