@@ -47,7 +47,6 @@ from espnet2.fileio.read_text import read_2columns_text
 
 from espnet_mtsk.cli import run_logged
 from espnet_mtsk.data.encoded import encoded_name
-from espnet_mtsk.data.preprocess import AVSRPreprocessor
 from espnet_mtsk.data.video import VideoScpReader
 from espnet_mtsk.fileio import atomic_path, write_lines
 from espnet_mtsk.tasks.avsr import AVSRTask
@@ -158,10 +157,11 @@ def r_squared(predicted: List[np.ndarray], target: List[np.ndarray]) -> float:
     return float(1.0 - ((t - p) ** 2).sum() / ((t - t.mean(0)) ** 2).sum())
 
 
-def read_frames(data_dir: Path, keys: List[str]) -> List[np.ndarray]:
-    """The video of ``keys`` as the model's preprocessor (evaluation) gives it."""
+def read_frames(task: argparse.Namespace, data_dir: Path, keys: List[str]) -> List[np.ndarray]:
+    """The video of ``keys`` as the config's preprocessor gives it in
+    evaluation (its ``video_crop`` included), as local.fused_features reads it."""
     reader = VideoScpReader(str(data_dir / "video.scp"))
-    preprocess = AVSRPreprocessor(train=False, llm_dir=None)
+    preprocess = AVSRTask.build_preprocess_fn(task, False, text=False)
     return [preprocess(uid, {"video": reader[uid]})["video"] for uid in keys]
 
 
@@ -169,7 +169,6 @@ def write_dump(out_dir: Path, name: str, keys: List[str], arrays: List[np.ndarra
     """``<out_dir>/<name>.scp`` and its float16 arrays in ``<out_dir>/<name>``,
     made anew: the scp last, so that a reader never finds a partial one."""
     (out_dir / f"{name}.scp").unlink(missing_ok=True)
-    # Beside the audio dump's data/, which its own reruns may remove.
     data = out_dir / name
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
@@ -193,7 +192,7 @@ def dump(args: argparse.Namespace) -> int:
         raise ValueError(f"{folds_dir / FOLDS_FILE}: no fold for speakers {unknown[:5]} of {train_dir}")
     train_keys = sorted(utt2spk)
     valid_keys = sorted(read_2columns_text(str(valid_dir / "video.scp")))
-    train_frames, valid_frames = read_frames(train_dir, train_keys), read_frames(valid_dir, valid_keys)
+    train_frames, valid_frames = read_frames(task, train_dir, train_keys), read_frames(task, valid_dir, valid_keys)
     full = FrozenEncoder(task, args.modality, Path(args.full))
     full_train, full_valid = full(train_frames), full(valid_frames)
     fold_of = [record["speaker_fold"][utt2spk[uid]] for uid in train_keys]

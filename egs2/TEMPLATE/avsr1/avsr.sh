@@ -286,9 +286,11 @@ folds_dir=${encoder_dir}/folds
 # Beside the encoders that made them: recipes with other encoders (run.sh
 # --llm smollm2) share dump/ but not these.
 cross_fit_dir=${encoder_dir}/encoded
+encoders=""
+"${encoder_pretrain}" && encoders=$(config_encoders)
 cross_fitted=""
-if "${encoder_pretrain}" && [ "${encoder_folds}" -ge 2 ]; then
-    cross_fitted=$(config_encoders)
+if [ "${encoder_folds}" -ge 2 ]; then
+    cross_fitted=${encoders}
     case " ${cross_fitted} " in
         *" audio "*) echo "$0: --encoder_folds cross-fits video encoders; the config pre-trains an audio one" >&2; exit 1 ;;
     esac
@@ -299,8 +301,6 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     # parallel. With folds, the fold encoders run first beside the dump;
     # the full encoder, which starts from fold 1's (encoder_full_opts), and
     # the cross-fitted features follow on every core.
-    encoders=""
-    "${encoder_pretrain}" && encoders=$(config_encoders)
     stage9_jobs=()
     "${encoder_dump}" && stage9_jobs+=(dump_encoded)
     full=()
@@ -358,7 +358,7 @@ train_opts="--config ${train_config} --llm_conf model_dir=${llm_out}"
 [ -n "${noise_scp}" ] && train_opts+=" --noise_scp ${data_feats}/noise.scp"
 if "${encoder_pretrain}"; then
     train_opts+=" --init_param"
-    for modality in $(config_encoders); do
+    for modality in ${encoders}; do
         train_opts+=" ${encoder_dir}/${modality}.pth"
     done
 fi
