@@ -22,15 +22,18 @@ scale and writes ``policy.json`` beside the model (packed with it).
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from scipy.special import softmax
 
 POLICY_FILE = "policy.json"
+# Written by decoding into its output folder (``AVSR2Text.decoding_settings``);
+# fitting copies it into the policy.
+DECODING_FILE = "decoding.json"
 ADAPTIVE = "adaptive"
 
 
@@ -108,6 +111,10 @@ class AdaptivePolicy:
     tokens_per_sec: np.ndarray
     points: List[OperatingPoint]
     fit_set: str = ""
+    # The decoding settings of the fitting set's decodings (beam size, new
+    # tokens, precision): the WER table and the cascade's score thresholds
+    # hold for those.
+    decoding: Dict[str, Any] = field(default_factory=dict)
 
     def posterior(self, features: Optional[np.ndarray], batch: int = 1) -> np.ndarray:
         """(B, F) pooled audio states -> (B, C) condition probabilities;
@@ -133,12 +140,16 @@ class AdaptivePolicy:
             )
         return min(fits, key=lambda p: (p.wer, p.tokens_per_sec))
 
+    def usable(self, present: Sequence[str]) -> np.ndarray:
+        """Which of the policy's scales read only the ``present`` modalities (S,)."""
+        return np.array([set(m) <= set(present) for m in self.modalities])
+
     def choose(
         self, posterior: np.ndarray, point: OperatingPoint, present: Sequence[str] = ("audio", "video")
     ) -> List[Choice]:
         """Per utterance (rows of ``posterior``), the scales to decode at
         among those that read only the ``present`` modalities."""
-        usable = np.array([set(m) <= set(present) for m in self.modalities])
+        usable = self.usable(present)
         if not usable.any():
             raise ValueError(f"no scale of the policy ({self.scales}) works with {list(present)} only")
         objective = posterior @ self.wer + point.tradeoff * self.tokens_per_sec
@@ -166,6 +177,7 @@ class AdaptivePolicy:
             "wer": self.wer.tolist(),
             "tokens_per_sec": self.tokens_per_sec.tolist(),
             "points": [asdict(p) for p in self.points],
+            "decoding": self.decoding,
         }
         Path(path).write_text(json.dumps(state, indent=1) + "\n")
 
@@ -196,6 +208,7 @@ class AdaptivePolicy:
                 tokens_per_sec=np.asarray(state["tokens_per_sec"], dtype=np.float64),
                 points=[OperatingPoint(**p) for p in state["points"]],
                 fit_set=state.get("fit_set", ""),
+                decoding=dict(state.get("decoding", {})),
             )
             policy.check()
             return policy

@@ -27,6 +27,7 @@ from espnet_mtsk.bin import fit_policy, pack
 from espnet_mtsk.bin.avsr_inference import AVSR2Text
 from espnet_mtsk.data.augment import mix_at_snr
 from espnet_mtsk.policy import (
+    DECODING_FILE,
     POLICY_FILE,
     AdaptivePolicy,
     Choice,
@@ -392,6 +393,16 @@ def test_missing_or_wrong_policy_files_are_clear_errors(tmp_path, model_dir):
     with pytest.raises(ValueError, match=r"fits 5\.0 tokens/s"):
         AVSR2Text(config, model, scale="adaptive", budget_tokens_per_sec=5.0)
     assert AVSR2Text(config, model, scale="adaptive", budget_tokens_per_sec=31.0).scale == "adaptive@31"
+    # A segment the policy cannot serve is named when its scale is resolved
+    # (long-form decoding leaves it out with that line), not mid-batch.
+    lips_and_sound = hand_policy(wer={"a2_v2": (4, 20), "a4_v2": (6, 25)})
+    avsr = AVSR2Text(*model_copy(tmp_path / "av", model_dir, lips_and_sound), scale="adaptive")
+    assert avsr.resolve_scale("adaptive", ["audio", "video"]) == "adaptive"
+    with pytest.raises(ValueError, match=r"talk\.mp4 3\.00-5\.00 s: no scale of the policy .* \['audio'\] only"):
+        avsr.resolve_scale("adaptive", ["audio"], name="talk.mp4 3.00-5.00 s")
+    # Operating points are fitted in tokens/s: a real-time budget is refused, not ignored.
+    with pytest.raises(ValueError, match="--budget_rtf does not apply to --scale adaptive"):
+        AVSR2Text(config, model, scale="adaptive", budget_rtf=0.1)
     # --policy_file wins over the one beside the model.
     elsewhere = tmp_path / "elsewhere.json"
     foreign.save(elsewhere)
@@ -494,7 +505,11 @@ def fit_set(tmp_path_factory, speech):
             files["speech_seconds"].append(f"{uid} {SECONDS:.3f}")
         for name, lines in files.items():
             (best / name).write_text("\n".join(lines) + "\n")
+    (decode / DECODING_FILE).write_text(json.dumps(FIT_DECODING))
     return data, decode, {uid: condition for uid, _, condition, _ in utts}
+
+
+FIT_DECODING = {"beam_size": 4, "max_new_tokens": 32, "precision": "float32"}
 
 
 def fit_args(model_dir, data, decode, output, *more):
@@ -511,6 +526,7 @@ def test_fit_policy_end_to_end(tmp_path, model_dir, avsr, fit_set):
     assert policy.conditions == ["clean", "snr-5"] and policy.scales == FIT_SCALES
     assert policy.modalities == [["audio"], ["audio"], ["video"], ["audio", "video"]]
     assert policy.fit_set == "data" and policy.weights.shape == (2, FEATURES)
+    assert policy.decoding == FIT_DECODING
     # 24 reference words per condition.
     expected_wer = [[0.0, 100 * 2 / 24, 100 * 6 / 24, 100 * 3 / 24], [100 * 12 / 24, 100 * 18 / 24, 100 * 6 / 24, 0.0]]
     np.testing.assert_allclose(policy.wer, expected_wer, rtol=1e-12)
@@ -554,6 +570,10 @@ def test_fit_policy_names_what_is_missing(tmp_path, model_dir, fit_set):
     with pytest.raises(ValueError, match=re.escape(f"{text} lacks {[first]}: decode {data} at every scale first")):
         fit_policy.main(fit_args(model_dir, data, holes, tmp_path / POLICY_FILE))
     assert not (tmp_path / POLICY_FILE).exists()
+    text.write_text("\n".join(lines) + "\n")
+    (holes / DECODING_FILE).unlink()
+    with pytest.raises(ValueError, match=re.escape(f"{holes / DECODING_FILE} not found")):
+        fit_policy.main(fit_args(model_dir, data, holes, tmp_path / POLICY_FILE))
 
     partial = tmp_path / "utt2condition"
     partial.write_text("".join(f"{u} {c}\n" for u, c in sorted(condition.items())[1:]))
@@ -573,7 +593,7 @@ def test_fit_policy_names_what_is_missing(tmp_path, model_dir, fit_set):
 
 
 @needs_espeak
-def test_inference_writes_the_choices_and_scoring_reads_them(tmp_path, model_dir, avsr, fit_set):
+def test_inference_writes_the_choices_and_scoring_reads_them(tmp_path, model_dir, avsr, fit_set, caplog):
     """avsr_inference with ``--scales a2 a2_v1 adaptive`` on the set: the
     policy (fitted here on the set's own states) writes each utterance's
     passes and estimator time, its tokens are every pass's and its score the
@@ -591,6 +611,7 @@ def test_inference_writes_the_choices_and_scoring_reads_them(tmp_path, model_dir
     # a2_v1 (threshold 1: always); babble: a2_v1 30 < a4 52.5 < a2 65.
     policy = hand_policy(wer={"a2": (5, 60), "a4": (8, 50), "a2_v1": (4, 20)}, weights=weights, bias=bias,
                          threshold=1.0)
+    policy.decoding = FIT_DECODING
     config, model = model_copy(tmp_path / "exp", model_dir, policy)
     out = tmp_path / "decode"
     avsr_inference.main(["--output_dir", str(out), "--asr_train_config", config, "--asr_model_file", model,
@@ -598,6 +619,11 @@ def test_inference_writes_the_choices_and_scoring_reads_them(tmp_path, model_dir
                          "--data_path_and_name_and_type", f"{data / 'video.scp'},video,video",
                          "--scales", "a2", "a2_v1", "adaptive", "--batch_size", "4",
                          "--beam_size", "1", "--max_new_tokens", "3"])
+
+    # The decoding says how it was made; a policy fitted otherwise is said to be.
+    assert json.loads((out / DECODING_FILE).read_text()) == {"beam_size": 1, "max_new_tokens": 3, "precision": "float32"}
+    assert "fitted on decodings with beam_size 4, max_new_tokens 32; this decoding uses beam_size 1, " \
+        "max_new_tokens 3" in caplog.text
 
     def read(scale, name):
         return dict(line.split(" ", 1) if " " in line else (line, "")

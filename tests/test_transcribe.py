@@ -169,3 +169,25 @@ def test_packed_model_with_referenced_folders(model_files, videos, llm_dir, whis
     assert capsys.readouterr().out.startswith(videos["talk"])
     with pytest.raises(FileNotFoundError, match=r"llm_conf\.model_dir: (.|\n)*model\.safetensors has \d+ bytes"):
         main(args + ["--pretrained_dir", f"llm_conf.model_dir={whisper_dir}"])
+
+
+def test_subtitle_names_never_collide(tmp_path):
+    from espnet_mtsk.bin.transcribe import subtitle_stems
+
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    a, b = str(tmp_path / "a" / "talk.mp4"), str(tmp_path / "b" / "talk.mp4")
+    wav, alone = str(tmp_path / "a" / "talk.wav"), str(tmp_path / "a" / "other.mp4")
+    out = str(tmp_path / "subs")
+    # Beside each file, only the folder's namesakes clash.
+    assert subtitle_stems([a, b, alone], None) == {
+        a: tmp_path / "a" / "talk", b: tmp_path / "b" / "talk", alone: tmp_path / "a" / "other"}
+    assert subtitle_stems([a, wav], None) == {a: tmp_path / "a" / "talk.mp4", wav: tmp_path / "a" / "talk.wav"}
+    # In one output folder, files of different folders gain their folder's name.
+    stems = subtitle_stems([a, b, wav, alone], out)
+    assert stems == {a: tmp_path / "subs" / "a_talk.mp4", b: tmp_path / "subs" / "b_talk.mp4",
+                     wav: tmp_path / "subs" / "talk.wav", alone: tmp_path / "subs" / "other"}
+    assert len(set(stems.values())) == 4
+    # The same file named twice is one file.
+    same = str(tmp_path / "a" / ".." / "a" / "talk.mp4")
+    assert subtitle_stems([a, same], out) == {a: tmp_path / "subs" / "talk", same: tmp_path / "subs" / "talk"}

@@ -12,6 +12,7 @@ utterance with the model's fitted policy (``espnet_mtsk.policy``).
 
 import argparse
 import contextlib
+import json
 import logging
 import sys
 import time
@@ -32,8 +33,9 @@ from espnet_mtsk.budget import choose_scale, read_scale_table
 from espnet_mtsk.cli import key_value
 from espnet_mtsk.data.collate import AVSRCollateFn
 from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS
+from espnet_mtsk.llm.causal_lm import autocast_dtype
 from espnet_mtsk.model import DATA_NAMES
-from espnet_mtsk.policy import POLICY_FILE, AdaptivePolicy, adaptive_budget, adaptive_id, is_adaptive, pooled_states
+from espnet_mtsk.policy import DECODING_FILE, POLICY_FILE, AdaptivePolicy, adaptive_budget, adaptive_id, is_adaptive, pooled_states
 from espnet_mtsk.tasks.avsr import AVSRTask
 
 
@@ -108,11 +110,19 @@ class AVSR2Text:
         if policy_file is None and asr_model_file is not None:
             self.policy_file = str(Path(asr_model_file).parent / POLICY_FILE)
         self._policy: Optional[AdaptivePolicy] = None
-        self.scale = self.resolve_scale(scale)
         self.device = device
         self.beam_size = beam_size
         self.max_new_tokens = max_new_tokens
         self.amp = amp
+        self.scale = self.resolve_scale(scale)
+
+    def decoding_settings(self) -> Dict[str, Any]:
+        """What decoding choices a transcript depends on: the beam, the new
+        tokens allowed, and the dtype of the LLM's matrix products."""
+        dtype = torch.bfloat16 if self.amp else autocast_dtype(
+            self.model.llm.autocast, torch.device(self.device))
+        return dict(beam_size=self.beam_size, max_new_tokens=self.max_new_tokens,
+                    precision=str(dtype or torch.float32).replace("torch.", ""))
 
     def resolve_scale(
         self, scale: Optional[str], modalities: Sequence[str] = ("audio", "video"), name: str = ""
@@ -130,9 +140,19 @@ class AVSR2Text:
         if scale is None:
             return usable[0].id
         if is_adaptive(scale):
+            if self.budget_rtf is not None:
+                raise ValueError(
+                    "--budget_rtf does not apply to --scale adaptive: its operating points are "
+                    "fitted in tokens per second; give --budget_tokens_per_sec (or adaptive@<tokens/s>)"
+                )
             budget = adaptive_budget(scale)
             scale = adaptive_id(budget if budget is not None else self.budget_tokens_per_sec)
             self.policy.point(adaptive_budget(scale))
+            if not self.policy.usable(modalities).any():
+                raise ValueError(
+                    f"{name or 'input'}: no scale of the policy ({self.policy.scales}) works with "
+                    f"{list(modalities)} only"
+                )
             return scale
         if scale == "auto":
             if self.scale_table is None:
@@ -162,6 +182,15 @@ class AVSR2Text:
             unknown = sorted(set(self._policy.scales) - set(self.model.scale_ids))
             if unknown:
                 raise ValueError(f"{self.policy_file}: scales {unknown} are not the model's {self.model.scale_ids}")
+            now = self.decoding_settings()
+            differ = {k: v for k, v in self._policy.decoding.items() if now.get(k) != v}
+            if differ:
+                logging.warning(
+                    f"{self.policy_file}: fitted on decodings with "
+                    + ", ".join(f"{k} {v}" for k, v in differ.items())
+                    + "; this decoding uses " + ", ".join(f"{k} {now[k]}" for k in differ)
+                    + ": the policy's expected WERs and cascade thresholds may not hold"
+                )
         return self._policy
 
     def modalities_of(self, scale_id: str) -> List[str]:
@@ -388,6 +417,8 @@ def inference(
     per_scale = bool(scales)
     scales = [avsr.resolve_scale(s) for s in scales] if per_scale else [avsr.scale]
     logging.info(f"Decoding scales {scales} of {avsr.model.scale_ids}")
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(output_dir) / DECODING_FILE).write_text(json.dumps(avsr.decoding_settings()) + "\n")
     with DatadirWriter(output_dir) as writer:
         for keys, batch in loader:
             batch.pop("text", None)

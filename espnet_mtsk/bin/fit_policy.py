@@ -21,6 +21,7 @@ tokens/s are not flattered by the fit; the policy written is fitted on all.
 """
 
 import argparse
+import json
 import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -31,7 +32,7 @@ from espnet2.fileio.read_text import read_2columns_text
 from espnet2.utils.types import str_or_none
 
 from espnet_mtsk.bin.avsr_inference import AVSR2Text, add_pretrained_arguments
-from espnet_mtsk.policy import AdaptivePolicy, OperatingPoint, pareto, pooled_states, simulate
+from espnet_mtsk.policy import DECODING_FILE, AdaptivePolicy, OperatingPoint, pareto, pooled_states, simulate
 from espnet_mtsk.scoring import count_errors, normalise
 from espnet_mtsk.tasks.avsr import AVSRTask
 
@@ -93,6 +94,17 @@ def cross_fitted(
         for j, label in enumerate(clf.classes_):
             posterior[test, classes.index(label)] = probs[:, j]
     return posterior
+
+
+def decoding_settings(decode_dir: Path) -> dict:
+    """The settings the decodings of ``decode_dir`` were made with
+    (``DECODING_FILE``, which ``avsr_inference`` writes); a ValueError
+    naming the folder without it."""
+    path = decode_dir / DECODING_FILE
+    if not path.exists():
+        raise ValueError(f"{path} not found: decode {decode_dir} with espnet_mtsk.bin.avsr_inference "
+                         "(avsr.sh stage 12), which records its settings there")
+    return json.loads(path.read_text())
 
 
 def main(cmd=None):
@@ -184,6 +196,7 @@ def main(cmd=None):
         tokens_per_sec=tokens.sum(0) / seconds.sum(),
         points=[],
         fit_set=args.set_name or args.data_dir.name,
+        decoding=decoding_settings(args.decode_dir),
     )
     accuracy = np.mean(posterior.argmax(1) == truth)
     logging.info(f"conditions {conditions}: {fit}, cross-fitted accuracy {100 * accuracy:.1f}%, "

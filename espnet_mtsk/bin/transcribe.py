@@ -21,7 +21,8 @@ fixed windows; an audio-only scale never starts the face tracker.
 ``--vad false`` decodes each file whole, as a clip.
 
 ``--subtitles srt,vtt,json`` writes ``<output_dir>/<file stem>.<format>``
-once a file is done (never half-written). Only a progress bar (long files),
+once a file is done (never half-written); inputs whose stems meet keep their
+extension (``talk.mp4.srt``) or gain their folders' names (``a_talk.srt``). Only a progress bar (long files),
 one line per problem file and errors reach stderr; ``--verbose`` shows each
 segment's choices and MediaPipe's own messages. A file that fails (no
 decodable stream, corrupt) is named and the others go on; the exit status is
@@ -34,12 +35,13 @@ Python: ``transcribe_file(avsr, path)`` (the text) or
 import argparse
 import contextlib
 import io
+import itertools
 import logging
 import os
 import sys
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from espnet2.utils.types import str2bool
 
@@ -65,9 +67,30 @@ def timestamp(seconds: float) -> str:
     return f"{millis // 3600000:02d}:{millis // 60000 % 60:02d}:{millis // 1000 % 60:02d}.{millis % 1000:03d}"
 
 
-def transcribe_to(transcriber: LongForm, path: str, formats: List[str], output_dir: Optional[str], progress: bool) -> None:
+def subtitle_stems(paths: Sequence[str], output_dir: Optional[str]) -> Dict[str, Path]:
+    """Each input's subtitle path without its format suffix: ``<output_dir
+    or the file's folder>/<file stem>``. Files whose stems would meet there
+    keep their extension (``talk.mp4``), then gain as many of their folders'
+    names as tell them apart (``a_talk.mp4``): two files never share a
+    subtitle path, and a file without a namesake keeps its stem."""
+    real = {p: Path(p).resolve() for p in paths}
+    folder = {p: Path(output_dir) if output_dir else Path(p).parent for p in paths}
+    names = {p: Path(p).stem for p in paths}
+    for depth in itertools.count(1):
+        files: Dict[Path, set] = {}
+        for p in paths:
+            files.setdefault(folder[p] / names[p], set()).add(real[p])
+        clashing = [p for p in paths if len(files[folder[p] / names[p]]) > 1]
+        if not clashing:
+            return {p: folder[p] / names[p] for p in paths}
+        for p in clashing:
+            names[p] = "_".join(real[p].parts[-depth:])
+
+
+def transcribe_to(transcriber: LongForm, path: str, formats: List[str], stem: Path, progress: bool) -> None:
     """Prints ``path``'s segments as they are decoded and writes its
-    subtitle files; the progress bar shows files of more than one segment."""
+    subtitle files (``stem``.<format>); the progress bar shows files of more
+    than one segment."""
     from tqdm import tqdm
 
     plan = transcriber.plan(path)
@@ -83,8 +106,7 @@ def transcribe_to(transcriber: LongForm, path: str, formats: List[str], output_d
                 bar.refresh()
     logging.info(f"{path}: {len(segments)} segments, decoded at {sorted({s.scale for s in segments if s.scale})}")
     for fmt in formats:
-        out = Path(output_dir or Path(path).parent) / f"{Path(path).stem}.{fmt}"
-        write_subtitles(str(out), segments, path, plan.duration)
+        write_subtitles(f"{stem}.{fmt}", segments, path, plan.duration)
 
 
 @contextlib.contextmanager
@@ -187,9 +209,10 @@ def main(cmd: Optional[List[str]] = None) -> int:
         if args.output_dir:
             os.makedirs(args.output_dir, exist_ok=True)
         failed = 0
+        stems = subtitle_stems(args.files, args.output_dir)
         for path in args.files:
             try:
-                transcribe_to(transcriber, path, formats, args.output_dir, args.progress)
+                transcribe_to(transcriber, path, formats, stems[path], args.progress)
             except (ValueError, FileNotFoundError) as e:
                 failed += 1
                 logging.error(str(e) if path in str(e) else f"{path}: {e}")

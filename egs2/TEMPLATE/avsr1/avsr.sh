@@ -72,6 +72,9 @@ encoder_dump=false        # stage 9: run the frozen pretrained audio encoder onc
                           # training and valid sets; stage 11 trains on its outputs
 encoder_dump_opts=""      # options of espnet_mtsk.bin.dump_encoded for the training set
                           # (e.g. --noisy_copies 1: a noisy variant beside the clean one)
+projector_pretrain=false  # stage 9, last: CTC pre-training of the projectors through the LLM's
+                          # embedding table (local.projector_pretrain); training starts from them
+projector_pretrain_opts=""  # its options (e.g. "--epochs 10 --lr 2e-3")
 
 # Training / decoding
 asr_tag=""
@@ -356,12 +359,22 @@ data_args() {
 
 train_opts="--config ${train_config} --llm_conf model_dir=${llm_out}"
 [ -n "${noise_scp}" ] && train_opts+=" --noise_scp ${data_feats}/noise.scp"
-if "${encoder_pretrain}"; then
-    train_opts+=" --init_param"
-    for modality in ${encoders}; do
-        train_opts+=" ${encoder_dir}/${modality}.pth"
-    done
+init_params=""
+for modality in ${encoders}; do
+    init_params+=" ${encoder_dir}/${modality}.pth"
+done
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ] && "${projector_pretrain}"; then
+    log "Stage 9: CTC pre-training of the projectors through the LLM's embedding table -> ${encoder_dir}/projectors.pth"
+    # shellcheck disable=SC2046,SC2086
+    stage9_job "${encoder_dir}/projectors.log" \
+        ${python} -m local.projector_pretrain --config "${train_config}" --llm_dir "${llm_out}" \
+        ${init_params:+--init_param ${init_params}} --out "${encoder_dir}/projectors.pth" \
+        $(data_args --train_data "${data_feats}/${train_set}" text) \
+        $(data_args --valid_data "${data_feats}/${valid_set}" text) ${projector_pretrain_opts}
+    grep -h "mean valid token error" "${encoder_dir}/projectors.log" | tail -n 1
 fi
+"${projector_pretrain}" && init_params+=" ${encoder_dir}/projectors.pth"
+[ -n "${init_params}" ] && train_opts+=" --init_param${init_params}"
 stats_dir=${asr_stats_dir:-${expdir}/asr_stats_${asr_tag}}
 speech_name=speech
 "${encoder_dump}" && speech_name=speech_encoded
@@ -444,6 +457,8 @@ decode() {
             --key_file "${out}/${dset}/logdir/keys.JOB.scp" \
             --output_dir "${out}/${dset}/logdir/output.JOB" \
             ${inference_config:+--config ${inference_config}} ${inference_args}
+        # The settings of the decoding (a policy fitted on it records them).
+        cp "${out}/${dset}/logdir/output.1/decoding.json" "${out}/${dset}/"
         for scale in ${scales}; do
             dir=${out}/${dset}/${scale}
             mkdir -p "${dir}/1best_recog"
