@@ -6,6 +6,7 @@ a cost table can read the rates without the model's stack.
 """
 
 import contextlib
+import itertools
 import os
 import re
 import secrets
@@ -134,15 +135,32 @@ def write_data_dir(folder: Union[str, Path], tables: Mapping[str, Mapping[str, s
         write_lines(os.path.join(folder, "spk2utt"), (f"{s} {' '.join(spk2utt[s])}" for s in sorted(spk2utt)))
 
 
+def clock_origin(container) -> float:
+    """Where a PyAV container's presentation starts (s): the earliest start
+    time of its first audio and first video stream, as a player plays them.
+    Every time this project reads from a media file is on this clock, so a
+    stream that starts late (phone recorders, editors, edit lists) keeps
+    its place beside the other: 0 is the first moment either stream holds."""
+    starts = [
+        float(s.start_time * s.time_base)
+        for s in (*container.streams.audio[:1], *container.streams.video[:1])
+        if s.start_time is not None and s.time_base
+    ]
+    return min(starts) if starts else 0.0
+
+
 def decode_audio(path: str) -> Optional[Tuple[np.ndarray, int]]:
     """A media file's first audio stream -> int16 (S,) 16 kHz mono and the
     stream's own sample rate; None when the file has no audio stream.
 
-    ffmpeg's resampler (``_resample``) makes the 16 kHz samples, for
-    the training data and ``transcribe`` alike, and the PCM16 samples are
-    what the training wavs hold, so a model hears its users' files as it
-    heard its training data. Raises ValueError naming the file when it does
-    not decode or its audio stream is empty.
+    Sample ``i`` is the sound at ``i / 16000`` s on the file's clock
+    (``clock_origin``): a sound track that starts after the picture is
+    preceded by silence until its first sample's time stamp. ffmpeg's
+    resampler (``_resample``) makes the 16 kHz samples, for the training
+    data and ``transcribe`` alike, and the PCM16 samples are what the
+    training wavs hold, so a model hears its users' files as it heard its
+    training data. Raises ValueError naming the file when it does not
+    decode or its audio stream is empty.
     """
     import av
 
@@ -152,12 +170,21 @@ def decode_audio(path: str) -> Optional[Tuple[np.ndarray, int]]:
                 return None
             stream = container.streams.audio[0]
             rate = stream.rate
-            chunks = _resample(container.decode(stream))
+            origin = clock_origin(container)
+            frames = container.decode(stream)
+            first = next(frames, None)
+            if first is None:
+                raise ValueError(f"{path}: the audio stream holds no samples")
+            chunks = _resample(itertools.chain([first], frames))
     except av.error.FFmpegError as e:
         raise ValueError(f"{path}: cannot decode audio ({e})") from e
     if not chunks:
         raise ValueError(f"{path}: the audio stream holds no samples")
-    return np.concatenate(chunks).astype(np.int16), rate
+    pcm = np.concatenate(chunks).astype(np.int16)
+    lead = int(round(((first.time or 0.0) - origin) * SAMPLE_RATE))
+    if lead > 0:
+        pcm = np.concatenate([np.zeros(lead, np.int16), pcm])
+    return pcm[max(-lead, 0):], rate
 
 
 def resample_to_16k(wave: np.ndarray, rate: int) -> np.ndarray:
@@ -186,27 +213,33 @@ def _resample(frames) -> list:
 
 
 def media_streams(path: str) -> Tuple[Optional[float], Optional[float]]:
-    """A media file -> the durations (s) of its sound and its picture, None
-    for a stream it lacks, read from its header without decoding (a stream
-    without a duration of its own gets the file's). Raises ValueError
-    naming the file when it does not open or holds neither."""
+    """A media file -> the times (s) at which its sound and its picture end
+    on the file's clock (``clock_origin``; for streams that start together,
+    their durations), None for a stream it lacks, read from its header
+    without decoding (a stream without a duration of its own gets the
+    file's). Raises ValueError naming the file when it does not open or
+    holds neither."""
     import av
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     try:
         with av.open(path) as container:
+            origin = clock_origin(container)
             whole = (container.duration or 0) / av.time_base
-            durations = []
+            ends = []
             for streams in (container.streams.audio, container.streams.video):
                 if not streams:
-                    durations.append(None)
-                elif streams[0].duration and streams[0].time_base:
-                    durations.append(float(streams[0].duration * streams[0].time_base))
+                    ends.append(None)
+                    continue
+                stream = streams[0]
+                start = float(stream.start_time * stream.time_base) - origin if stream.start_time is not None else 0.0
+                if stream.duration and stream.time_base:
+                    ends.append(start + float(stream.duration * stream.time_base))
                 else:
-                    durations.append(whole)
+                    ends.append(whole)
     except av.error.FFmpegError as e:
         raise ValueError(f"{path}: cannot open media ({e})") from e
-    if durations == [None, None]:
+    if ends == [None, None]:
         raise ValueError(f"{path}: neither sound nor picture")
-    return durations[0], durations[1]
+    return ends[0], ends[1]

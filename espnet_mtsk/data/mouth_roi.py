@@ -10,17 +10,16 @@ frame, in grayscale. The face scale does not depend on ``size``: a larger
 size shows more context around the same mouth (crop 96 and take the centre
 88 at training time, as auto-avsr does, or crop 88 directly).
 
-Videos at another frame rate are resampled to 25 fps first, each output
-frame taking the source frame nearest in time (constant frame rate assumed).
+A video file is read at 25 fps on its own clock (``video.frames_on_clock``):
+each output frame is the source frame shown at that time, whatever the file's
+frame rate, start time or dropped frames.
 """
 
-import logging
 from typing import Tuple
 
 import numpy as np
 
-from espnet_mtsk.data.video import read_video
-from espnet_mtsk.fileio import VIDEO_FPS
+from espnet_mtsk.data.video import frames_on_clock
 
 MOUTH_SIZE = 88
 SMOOTH_WINDOW = 12  # frames (13, centred), as auto-avsr's window_margin
@@ -71,18 +70,6 @@ def new_face_mesh():
     from mediapipe.python.solutions.face_mesh import FaceMesh
 
     return FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=False)
-
-
-def resample_to_25fps(frames: np.ndarray, fps: float) -> np.ndarray:
-    """(T, ...) frames at ``fps`` -> (round(T * 25 / fps), ...) at 25 fps.
-
-    Each output frame is the source frame nearest in time.
-    """
-    if abs(fps - VIDEO_FPS) <= 0.01:
-        return frames
-    num = max(1, int(round(len(frames) * VIDEO_FPS / fps)))
-    index = np.minimum(np.round(np.arange(num) * fps / VIDEO_FPS).astype(int), len(frames) - 1)
-    return frames[index]
 
 
 def detect_landmarks(frames: np.ndarray, face_mesh=None, reset: bool = True) -> np.ndarray:
@@ -204,16 +191,11 @@ def warp_to_mouth(frame: np.ndarray, transform: np.ndarray, size: int = MOUTH_SI
 
 
 def crop_mouth_file(path: str, size: int = MOUTH_SIZE, face_mesh=None) -> np.ndarray:
-    """A face video file -> mouth crops (T, size, size) uint8 at 25 fps.
+    """A face video file -> mouth crops (T, size, size) uint8 at 25 fps on
+    the file's clock (``video.frames_on_clock``: frame j is the one shown at
+    j / 25 s, whatever the file's frame rate, start time or dropped frames).
 
     Raises ``ValueError`` for a file that does not decode and ``NoFaceError``
     (a ValueError) when no frame has a face; both name the file.
     """
-    frames, fps = read_video(path, pix_fmt="rgb24")
-    if fps <= 0:
-        logging.warning(f"{path}: unknown frame rate, taken as 25 fps")
-    elif abs(fps - VIDEO_FPS) > 0.01:
-        resampled = resample_to_25fps(frames, fps)
-        logging.info(f"{path}: {fps:g} fps -> 25 fps ({len(frames)} -> {len(resampled)} frames)")
-        frames = resampled
-    return crop_mouth(frames, size, face_mesh, name=path)[0]
+    return crop_mouth(frames_on_clock(path), size, face_mesh, name=path)[0]

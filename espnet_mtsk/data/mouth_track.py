@@ -25,6 +25,7 @@ from espnet_mtsk.data.mouth_roi import (
     smooth,
     warp_to_mouth,
 )
+from espnet_mtsk.data.video import FrameStream
 from espnet_mtsk.fileio import VIDEO_FPS
 from espnet_mtsk.vad import Span
 
@@ -40,54 +41,6 @@ def lip_activity(points: np.ndarray) -> float:
     return float(opening.std()) if len(opening) > 1 else 0.0
 
 
-class FrameStream:
-    """A video file's frames in order, taken as a 25 fps stream: output frame
-    ``j`` (time ``j / 25`` s) is the source frame nearest in time, as
-    ``mouth_roi.resample_to_25fps`` takes it (constant frame rate assumed)."""
-
-    def __init__(self, path: str):
-        import av
-
-        self.path = path
-        try:
-            self._container = av.open(path)
-            stream = self._container.streams.video[0]
-        except (av.error.FFmpegError, IndexError) as e:
-            raise ValueError(f"{path}: cannot decode video ({e})") from e
-        stream.thread_type = "AUTO"
-        self.fps = float(stream.average_rate or stream.guessed_rate or 0)
-        if self.fps <= 0:
-            logging.warning(f"{path}: unknown frame rate, taken as 25 fps")
-            self.fps = float(VIDEO_FPS)
-        self._frames = self._container.decode(stream)
-        self._index = -1  # source index of self._frame
-        self._frame = None
-
-    def frames(self, first: int, count: int) -> Iterator[Optional[np.ndarray]]:
-        """RGB frames (H, W, 3) uint8 for 25 fps indices ``first`` ..
-        ``first + count - 1``; None for those past the file's end. Indices
-        must not go back in time between calls."""
-        import av
-
-        for j in range(first, first + count):
-            wanted = int(round(j * self.fps / VIDEO_FPS))
-            try:
-                while self._index < wanted:
-                    self._frame = next(self._frames)
-                    self._index += 1
-            except StopIteration:
-                self._index = float("inf")
-            except av.error.FFmpegError as e:
-                raise ValueError(f"{self.path}: cannot decode video ({e})") from e
-            if self._index == float("inf"):
-                yield None
-            else:
-                yield self._frame.to_ndarray(format="rgb24")
-
-    def close(self) -> None:
-        self._container.close()
-
-
 class MouthTrack:
     """Mouth crops of a video file's spans, in order, streamed.
 
@@ -96,8 +49,8 @@ class MouthTrack:
     frames, or None when a face was found in fewer than
     ``min_face_fraction`` of them (the lips would be made up by
     interpolation); ``found`` is that fraction, ``lips`` the span's
-    ``lip_activity``. Frames past the end of the picture count as faceless (and
-    repeat the last crop).
+    ``lip_activity``. Frames where no picture is shown (before it starts,
+    after it ends) count as faceless and repeat the nearest crop.
     """
 
     def __init__(self, path: str, size: int = MOUTH_SIZE, min_face_fraction: float = 0.5, face_mesh=None):
@@ -119,10 +72,16 @@ class MouthTrack:
                     continue
                 transforms = mouth_transforms(smooth(fill_missing(points)), self.size)
                 crops = np.zeros((count, self.size, self.size), np.uint8)
+                shown = []
                 for t, frame in enumerate(warper.frames(first, count)):
-                    # Past the picture's end the last crop stands (a black
-                    # mouth would be read as one).
-                    crops[t] = warp_to_mouth(frame, transforms[t], self.size) if frame is not None else crops[t - 1]
+                    if frame is not None:
+                        crops[t] = warp_to_mouth(frame, transforms[t], self.size)
+                        shown.append(t)
+                # Where no frame is shown (before the picture starts, after
+                # it ends) the nearest crop stands: a black mouth would be
+                # read as one.
+                nearest = np.searchsorted(shown, np.arange(count)).clip(max=len(shown) - 1)
+                crops = crops[np.asarray(shown)[nearest]]
                 yield span, crops, found, lip_activity(points)
         finally:
             finder.close()

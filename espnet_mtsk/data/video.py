@@ -7,15 +7,16 @@ Importing this module registers the type in ESPnet's ``DATA_TYPES``.
 """
 
 import itertools
+import logging
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 from espnet2.fileio.read_text import read_2columns_text
 from typeguard import typechecked
 
 from espnet_mtsk.data.scp import ScpMapping, register_data_type
-from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, atomic_path, to_pcm16
+from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, atomic_path, clock_origin, to_pcm16
 
 
 def read_video(path: str, pix_fmt: str = "gray") -> Tuple[np.ndarray, float]:
@@ -36,6 +37,86 @@ def read_video(path: str, pix_fmt: str = "gray") -> Tuple[np.ndarray, float]:
     if not frames:
         raise ValueError(f"{path}: no video frames")
     return np.stack(frames), fps
+
+
+class FrameStream:
+    """A video file's frames in order, taken as a 25 fps stream on the
+    file's clock (``fileio.clock_origin``): output frame ``j`` is the source
+    frame shown at ``j / 25`` s, the last whose time stamp is not later, so
+    a picture that starts late, a variable frame rate and dropped frames
+    keep their place beside the sound. None before the picture's first
+    frame and after its last one has been shown for a frame's time."""
+
+    def __init__(self, path: str):
+        import av
+
+        self.path = path
+        try:
+            self._container = av.open(path)
+            stream = self._container.streams.video[0]
+        except (av.error.FFmpegError, IndexError) as e:
+            raise ValueError(f"{path}: cannot decode video ({e})") from e
+        stream.thread_type = "AUTO"
+        self.fps = float(stream.average_rate or stream.guessed_rate or 0)
+        self.decoded = 0  # source frames read so far
+        # How long the last frame stays on screen.
+        self._last_shown = 1.0 / self.fps if self.fps > 0 else 1.0 / VIDEO_FPS
+        self._origin = clock_origin(self._container)
+        self._frames = self._container.decode(stream)
+        self._shown = None  # (time, frame) on screen at the last time asked
+        self._next = self._read()
+
+    def _read(self):
+        import av
+
+        try:
+            frame = next(self._frames)
+        except StopIteration:
+            return None
+        except av.error.FFmpegError as e:
+            raise ValueError(f"{self.path}: cannot decode video ({e})") from e
+        self.decoded += 1
+        return float(frame.time) - self._origin, frame
+
+    def frames(self, first: int, count: int) -> Iterator[Optional[np.ndarray]]:
+        """RGB frames (H, W, 3) uint8 for 25 fps indices ``first`` ..
+        ``first + count - 1`` (None where no frame is shown). Indices must
+        not go back in time between calls."""
+        for j in range(first, first + count):
+            # Half a millisecond of slack: a 25 fps frame's stamp in a
+            # coarse time base may round a hair past its grid time.
+            t = j / VIDEO_FPS + 5e-4
+            while self._next is not None and self._next[0] <= t:
+                self._shown, self._next = self._next, self._read()
+            if self._shown is None or (self._next is None and t >= self._shown[0] + self._last_shown):
+                yield None
+            else:
+                yield self._shown[1].to_ndarray(format="rgb24")
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def frames_on_clock(path: str) -> np.ndarray:
+    """A video file's picture as RGB frames (T, H, W, 3) uint8 at 25 fps on
+    the file's clock (``FrameStream``), T = the picture's end time x 25;
+    where no frame is shown yet (a picture that starts late) the first
+    frame stands. Raises ValueError naming the file when it has no frame."""
+    from espnet_mtsk.fileio import media_streams
+
+    stream = FrameStream(path)
+    try:
+        _, end = media_streams(path)
+        frames = list(stream.frames(0, max(1, int(round((end or 0.0) * VIDEO_FPS)))))
+    finally:
+        stream.close()
+    shown = [i for i, f in enumerate(frames) if f is not None]
+    if not shown:
+        raise ValueError(f"{path}: no video frames")
+    if abs(stream.fps - VIDEO_FPS) > 0.01 or stream.decoded != len(frames):
+        logging.info(f"{path}: {stream.fps:g} fps -> 25 fps ({stream.decoded} -> {len(frames)} frames)")
+    nearest = np.searchsorted(shown, np.arange(len(frames))).clip(max=len(shown) - 1)
+    return np.stack([frames[shown[i]] for i in nearest])
 
 
 class VideoScpReader(ScpMapping[str]):
