@@ -1,18 +1,23 @@
-"""Per-scale scoring: WER and CER with jiwer, ESPnet-style result files, RESULTS.md
-(its plot: ``espnet_mtsk.plot``).
+"""Per-scale scoring as ESPnet's ``asr.sh`` does it: sclite (SCTK) on trn
+files, WER and CER, ESPnet-style result files, RESULTS.md (its plot:
+``espnet_mtsk.plot``).
 
 Decoding writes ``<decode_dir>/<test_set>/<scale>/1best_recog/`` with the
 files ``text``, ``num_tokens``, ``speech_seconds`` and ``decode_seconds``
 (one ``utt value`` line each); scoring reads them beside the test set's
 reference ``text``. Each decoding gets ``score_wer/`` and ``score_cer/`` as in
 ESPnet: ``ref.trn`` and ``hyp.trn`` in sclite's trn format (characters
-separated by spaces, ``<space>`` between words, for CER), so
-``sclite -r ref.trn trn -h hyp.trn trn -i rm -o all stdout > result.txt``
-gives ESPnet's ``result.txt``; our own summary is ``result.md`` (sclite is not
-installed here, and ESPnet's ``show_asr_result.sh`` reads ``result.txt`` as
-sclite output only).
+separated by spaces, ``<space>`` between words, for CER) and sclite's
+``result.txt`` (``sclite -r ref.trn trn -h hyp.trn trn -i rm -o all stdout``),
+whose counts RESULTS.md reports; ``result.md`` lists them with the wrong
+sentences. The Debian package ``sctk`` provides sclite
+(``tools/install.sh`` installs it). ``count_errors`` (jiwer's alignment)
+serves the policy's per-utterance counts.
 """
 
+import os
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence
@@ -21,6 +26,7 @@ import jiwer
 from espnet2.fileio.read_text import read_2columns_text
 
 COUNT_COLUMNS = "|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|"
+_SCLITE_PLACES = ("/usr/lib/sctk/bin/sclite",)
 COLUMNS = "|dataset|scale" + COUNT_COLUMNS + "tokens/s|RTF|"
 
 
@@ -103,13 +109,43 @@ def count_errors(refs: List[str], hyps: List[str]) -> Errors:
     )
 
 
-def _write_score_dir(out_dir: Path, keys: List[str], refs: List[str], hyps: List[str], errors: Errors, unit: str):
+def sclite_path() -> str:
+    """The sclite program: on PATH, or where Debian's ``sctk`` puts it; a
+    FileNotFoundError naming the package when it is in neither place."""
+    found = shutil.which("sclite") or next((p for p in _SCLITE_PLACES if os.access(p, os.X_OK)), None)
+    if found is None:
+        raise FileNotFoundError(
+            "sclite not found (on PATH or in /usr/lib/sctk/bin): install the Debian package "
+            "sctk (apt-get install sctk; tools/install.sh does), which ESPnet's scoring uses"
+        )
+    return found
+
+
+def sclite(out_dir: Path) -> Errors:
+    """Runs sclite on ``out_dir``'s ``ref.trn`` and ``hyp.trn`` as ESPnet's
+    ``asr.sh`` does, keeps its report as ``result.txt`` and returns the
+    counts of its ``Sum`` row."""
+    with open(out_dir / "result.txt", "w") as report:
+        subprocess.run([sclite_path(), "-r", "ref.trn", "trn", "-h", "hyp.trn", "trn", "-i", "rm", "-o", "all",
+                        "stdout"], cwd=out_dir, stdout=report, stderr=subprocess.DEVNULL, check=True)
+    for line in (out_dir / "result.txt").read_text().splitlines():
+        cells = line.strip().strip("|").split("|")
+        if len(cells) == 3 and cells[0].strip() == "Sum":
+            snt, ref = map(int, cells[1].split())
+            corr, sub, dele, ins, _, sent_err = map(int, cells[2].split())
+            return Errors(snt=snt, ref=ref, corr=corr, sub=sub, dele=dele, ins=ins, sent_err=sent_err)
+    raise ValueError(f"{out_dir / 'result.txt'}: no 'Sum' row of counts in sclite's report")
+
+
+def _write_score_dir(out_dir: Path, keys: List[str], refs: List[str], hyps: List[str], unit: str) -> Errors:
     out_dir.mkdir(exist_ok=True)
     (out_dir / "ref.trn").write_text("".join(f"{r}\t({k})\n" for k, r in zip(keys, refs)))
     (out_dir / "hyp.trn").write_text("".join(f"{h}\t({k})\n" for k, h in zip(keys, hyps)))
+    errors = sclite(out_dir)
     lines = [COUNT_COLUMNS, "|---" * (COUNT_COLUMNS.count("|") - 1) + "|", f"|{errors.cells()}|", ""]
     lines += [f"{k}\tREF: {r}\n{k}\tHYP: {h}" for k, r, h in zip(keys, refs, hyps) if r != h]
-    (out_dir / "result.md").write_text(f"# {unit} errors\n\n" + "\n".join(lines) + "\n")
+    (out_dir / "result.md").write_text(f"# {unit} errors (sclite)\n\n" + "\n".join(lines) + "\n")
+    return errors
 
 
 def score_dir(ref_file: Path, decode_dir: Path, dataset: str, scale: str) -> Score:
@@ -132,9 +168,8 @@ def score_dir(ref_file: Path, decode_dir: Path, dataset: str, scale: str) -> Sco
     for unit, split in (("words", lambda t: t), ("chars", characters)):
         ref_units = [split(refs[k]) for k in keys]
         hyp_units = [split(hyps[k]) for k in keys]
-        units[unit] = count_errors(ref_units, hyp_units)
         name = "score_wer" if unit == "words" else "score_cer"
-        _write_score_dir(decode_dir / name, keys, ref_units, hyp_units, units[unit], unit)
+        units[unit] = _write_score_dir(decode_dir / name, keys, ref_units, hyp_units, unit)
     numbers = {
         name: {k: float(v) for k, v in read_2columns_text(best / name).items()}
         for name in ("num_tokens", "speech_seconds", "decode_seconds")

@@ -1,5 +1,8 @@
+import re
+
 import pytest
 
+from espnet_mtsk import scoring
 from espnet_mtsk.scoring import characters, results_markdown, score_dir
 
 
@@ -34,8 +37,7 @@ def test_wer_cer_and_the_espnet_style_files(tmp_path, refs):
     assert (decoded / "score_wer" / "ref.trn").read_text().splitlines()[0] == "bin blue at f\t(u1)"
     assert "l a y <space> r e d\t(u2)" in (decoded / "score_cer" / "ref.trn").read_text()
     assert "u1\tHYP: bin blue at e" in (decoded / "score_wer" / "result.md").read_text()
-    # sclite's result.txt is not written: only sclite writes a file of that name.
-    assert not (decoded / "score_wer" / "result.txt").exists()
+    assert "Sum/Avg" in (decoded / "score_wer" / "result.txt").read_text()
 
     text = results_markdown([score], "x")
     wer_table, cer_table = text.split("## CER")
@@ -86,3 +88,37 @@ def test_the_policy_section_per_condition_choices_and_the_fixed_scales_below_its
     assert "|a16_v3|15.0|0.00|6.06||21.0 (140%)|" in section
     assert "Fixed scales below the policy's line within its range: a16_v3." in section
     assert "|test_mixed|adaptive@9|" in text.split("## CER")[0]
+
+
+def sclite_sum(result_txt):
+    """The counts of the ``Sum`` row of sclite's report, read apart from the code under test."""
+    row = re.search(r"^\s*\| Sum\s+\|([^|]+)\|([^|]+)\|", result_txt.read_text(), re.M)
+    return [int(x) for x in row.group(1).split() + row.group(2).split()]
+
+
+def test_results_are_sclite_s_counts(tmp_path):
+    ref = tmp_path / "text"
+    ref.write_text("u1 bin blue at f two now\nu2 lay red by g\nu3 set white with p\nu4 place green in a\n")
+    decoded = tmp_path / "d"
+    # A substitution, a deletion, two insertions, a correct sentence.
+    write_decoding(decoded, {"u1": "bin green at f two now", "u2": "lay red g", "u3": "set white with p p again",
+                             "u4": "place green in a"})
+    score = score_dir(ref, decoded, "test", "a4")
+    snt, wrd, corr, sub, dele, ins, err, s_err = sclite_sum(decoded / "score_wer" / "result.txt")
+    assert (snt, wrd, corr, sub, dele, ins, err, s_err) == (4, 18, 16, 1, 1, 2, 4, 3)
+    w = score.words
+    assert (w.snt, w.ref, w.corr, w.sub, w.dele, w.ins, w.wrong, w.sent_err) == (snt, wrd, corr, sub, dele, ins, err, s_err)
+    c = score.chars
+    assert [c.snt, c.ref, c.corr, c.sub, c.dele, c.ins, c.wrong, c.sent_err] == sclite_sum(
+        decoded / "score_cer" / "result.txt")
+    row = results_markdown([score], "x").split("## CER")[0]
+    assert f"|test|a4|4|18|{100 * 16 / 18:.1f}|{100 / 18:.1f}|{100 / 18:.1f}|{200 / 18:.1f}|{400 / 18:.1f}|75.0|" in row
+
+
+def test_without_sclite_scoring_names_the_package(tmp_path, refs, monkeypatch):
+    monkeypatch.setattr(scoring.shutil, "which", lambda name: None)
+    monkeypatch.setattr(scoring, "_SCLITE_PLACES", ())
+    decoded = tmp_path / "d"
+    write_decoding(decoded, {"u1": "bin blue at f", "u2": "lay red"})
+    with pytest.raises(FileNotFoundError, match="install the Debian package sctk"):
+        score_dir(refs, decoded, "test", "a4")
