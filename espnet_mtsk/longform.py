@@ -26,6 +26,8 @@ from espnet_mtsk.fileio import SAMPLE_RATE, decode_audio, from_pcm16, media_stre
 from espnet_mtsk.model import DATA_NAMES
 from espnet_mtsk.vad import Span, SpeechSegmenter, fixed_windows, segment_of, to_frame_grid
 
+STILL_LIPS = ("auto", "audio", "skip")
+MOVING_ELSEWHERE = "lips move elsewhere in the file: not the talker on screen; --still_lips audio decodes it"
 # The longest segment for an audio encoder without a window of its own (a
 # conformer) or a lips-only model: Whisper's, about LRS3's longest clip.
 DEFAULT_WINDOW = 30.0
@@ -35,13 +37,15 @@ DEFAULT_WINDOW = 30.0
 class Segment:
     """One stretch of a file: times in seconds, the transcript, the scale it
     was decoded at and the modalities that scale read (empty text, scale
-    and modalities: not transcribed, as the log says)."""
+    and modalities: not transcribed), and ``why`` the scale reads less than
+    the file's scale asks ("" when it reads all of it)."""
 
     start: float
     end: float
     text: str
     scale: str
     modalities: Tuple[str, ...]
+    why: str = ""
 
     def as_dict(self) -> dict:
         return dict(asdict(self), modalities=list(self.modalities))
@@ -80,11 +84,15 @@ class LongForm:
     ``min_face_fraction``: a segment whose face is found in fewer of its
     frames is decoded from the sound alone. A segment whose face is there
     but whose lips do not move (``mouth_track.lip_activity`` under
-    ``still_lips_activity``) is not the visible talker's speech: background
-    talk, babble, an off-screen voice. ``still_lips="skip"`` leaves it out
+    ``still_lips_activity``) is not the visible face's speech: a still
+    picture, a voice-over, an off-screen voice, or babble behind a listener.
+    ``still_lips="auto"`` (the default) decodes it from the sound alone
+    unless lips move in another segment of the file: then the picture shows
+    its talker, and a segment where that talker is still is left out
     (Silero takes babble for speech, which it is, and the LLM would make a
-    sentence of it); ``"audio"`` decodes it from the sound alone, for videos
-    where an off-screen voice matters. Sound that outlasts the picture by
+    sentence of it). Such segments wait until a moving mouth or the file's
+    end decides. ``"audio"`` always decodes them from the sound,
+    ``"skip"`` always leaves them out. Sound that outlasts the picture by
     more than the decoder's ``av_tolerance`` is said once (phone and screen
     recordings often do); its frames past the picture count as faceless.
     """
@@ -98,11 +106,11 @@ class LongForm:
         vad: bool = True,
         segmenter: Optional[SpeechSegmenter] = None,
         min_face_fraction: float = 0.5,
-        still_lips: str = "skip",
+        still_lips: str = "auto",
         still_lips_activity: float = 0.018,
     ):
-        if still_lips not in ("skip", "audio"):
-            raise ValueError(f"still_lips must be 'skip' or 'audio', got {still_lips!r}")
+        if still_lips not in STILL_LIPS:
+            raise ValueError(f"still_lips must be one of {STILL_LIPS}, got {still_lips!r}")
         self.avsr, self.crop_size, self.batch_size, self.vad = avsr, crop_size, batch_size, vad
         self.scale = scale if scale is not None else avsr.scale
         self.window = longest_segment(avsr)
@@ -156,45 +164,63 @@ class LongForm:
             tracked = MouthTrack(plan.path, self.crop_size, self.min_face_fraction)(plan.spans)
         else:
             tracked = ((span, None, None, None) for span in plan.spans)
-        pending = []
+        pending: List[list] = []  # [span, inputs, why] in order
+        held: List[list] = []  # still-lips entries of pending the file has yet to decide
+        moving = False  # lips moved in some segment of the file
         for span, crops, found, lips in tracked:
-            inputs, why = {}, None
+            entry = [span, {}, ""]
             if plan.speech is not None:
-                inputs["speech"] = segment_of(plan.speech, span)
+                entry[1]["speech"] = segment_of(plan.speech, span)
             if crops is None and found is not None:
-                why = f"face in {found:.0%} of the frames"
+                entry[2] = f"no face (in {found:.0%} of the frames)"
                 plan.notes.setdefault("no face", []).append(span)
             elif crops is not None and lips < self.still_lips_activity:
-                why = f"lips still (activity {lips:.3f})"
+                entry[2] = f"lips still (activity {lips:.3f})"
                 plan.notes.setdefault("lips still", []).append(span)
-                crops = None
                 if self.still_lips == "skip":
-                    inputs = {}
-            if crops is not None:
-                inputs["video"] = crops
-            if why:
-                what = "decoding from the sound alone" if inputs else "not transcribed"
-                logging.info(f"{plan.path}: {span[0]:.2f}-{span[1]:.2f} s: {why}, {what}")
-            pending.append((span, inputs))
-            if len(pending) == self.batch_size:
-                yield from self._decode(plan, pending)
-                pending = []
-        yield from self._decode(plan, pending)
+                    self._leave_out(plan, entry, "--still_lips skip")
+                elif self.still_lips == "auto" and moving:
+                    self._leave_out(plan, entry, MOVING_ELSEWHERE)
+                elif self.still_lips == "auto":
+                    held.append(entry)
+            elif crops is not None:
+                entry[1]["video"] = crops
+                if not moving and self.still_lips == "auto":
+                    moving = True
+                    for waiting in held:
+                        self._leave_out(plan, waiting, MOVING_ELSEWHERE)
+                    held = []
+            pending.append(entry)
+            while not held and len(pending) >= self.batch_size:
+                yield from self._decode(plan, pending[: self.batch_size])
+                pending = pending[self.batch_size :]
+        for i in range(0, len(pending), self.batch_size):
+            yield from self._decode(plan, pending[i : i + self.batch_size])
         self._summarise(plan)
 
+    def _leave_out(self, plan: Plan, entry: list, reason: str) -> None:
+        """Marks a still-lips segment as not transcribed, for ``reason``."""
+        entry[1] = {}
+        entry[2] += f": not transcribed ({reason})"
+        plan.notes.setdefault("not transcribed", []).append(entry[0])
+        logging.info(f"{plan.path}: {entry[0][0]:.2f}-{entry[0][1]:.2f} s: {entry[2]}")
+
     def _decode(self, plan: Plan, pending) -> Iterator[Segment]:
-        """Decodes segments [(span, inputs)], a batch per scale and inputs, in order."""
+        """Decodes segments [span, inputs, why], a batch per scale and inputs, in order."""
         scales = {}
-        for index, (span, inputs) in enumerate(pending):
+        for index, (span, inputs, _) in enumerate(pending):
             modalities = [m for m, key in DATA_NAMES.items() if key in inputs]
             if not modalities:
                 continue
             name = f"{plan.path} {span[0]:.2f}-{span[1]:.2f} s"
+            if pending[index][2] and "video" not in inputs:
+                logging.info(f"{name}: {pending[index][2]}, decoding from the sound alone")
             try:
                 scale = self.avsr.resolve_scale(plan.scale, modalities, name=name)
             except ValueError as e:
                 logging.info(f"{e}: not transcribed")
                 plan.notes.setdefault("nothing the scale reads", []).append(span)
+                pending[index][2] = f"{pending[index][2]}; {e}".lstrip("; ")
                 continue
             # One batch per scale and inputs: the adaptive policy keeps its
             # id whatever a segment lacks.
@@ -204,21 +230,24 @@ class LongForm:
             batch = self.avsr.batch([(f"{plan.path}@{pending[i][0][0]:.2f}", pending[i][1]) for i in indices])
             out = self.avsr.decode_scales(batch, [scale])[scale]
             decoded.update({i: (text, passes[-1]) for i, text, passes in zip(indices, out.texts, out.passes)})
-        for index, ((start, end), _) in enumerate(pending):
+        for index, ((start, end), _, why) in enumerate(pending):
             text, scale = decoded.get(index, ("", ""))
             modalities = tuple(self.avsr.model.scale(scale).modalities) if scale else ()
-            yield Segment(start, end, text, scale, modalities)
+            yield Segment(start, end, text, scale, modalities, why)
 
     def _summarise(self, plan: Plan) -> None:
         """One line for a file some of whose segments lacked something."""
         from_sound = "decoded from the sound alone"
+        left_out = len(plan.notes.get("not transcribed", []))
         actions = {
             "no face": from_sound,
-            "lips still": from_sound if self.still_lips == "audio" else
-            "not transcribed (not the talker on screen; --still_lips audio decodes them from the sound)",
+            "lips still": f"{left_out} not transcribed ({MOVING_ELSEWHERE if self.still_lips == 'auto' else '--still_lips skip'}), "
+            f"the others {from_sound}" if left_out else from_sound,
             "nothing the scale reads": "not transcribed",
         }
         for what, spans in plan.notes.items():
+            if what == "not transcribed":
+                continue
             where = ", ".join(f"{a:.1f}-{b:.1f}" for a, b in spans[:5]) + (" ..." if len(spans) > 5 else "")
             action = actions[what]
             logging.warning(f"{plan.path}: {what} in {len(spans)} of {len(plan.spans)} segments ({where} s): {action}")

@@ -102,7 +102,7 @@ def test_subtitles_round_trip(tmp_path):
     segments = [
         Segment(0.48, 2.12, "bin blue at f two now", "a4_v3", ("audio", "video")),
         Segment(3.04, 5.2, "", "a4_v3", ("audio", "video")),
-        Segment(6.0, 8.96, "lay red by g nine again", "a4", ("audio",)),
+        Segment(6.0, 8.96, "lay red by g nine again", "a4", ("audio",), "no face (in 0% of the frames)"),
     ]
     for fmt in ("srt", "vtt"):
         path = tmp_path / f"talk.{fmt}"
@@ -116,7 +116,8 @@ def test_subtitles_round_trip(tmp_path):
     write_subtitles(str(tmp_path / "talk.json"), segments, "talk.mp4", duration=9.5)
     record = json.loads((tmp_path / "talk.json").read_text())
     assert record["text"] == "bin blue at f two now lay red by g nine again"
-    assert record["segments"][2] == dict(start=6.0, end=8.96, text="lay red by g nine again", scale="a4", modalities=["audio"])
+    assert record["segments"][2] == dict(start=6.0, end=8.96, text="lay red by g nine again", scale="a4",
+                                         modalities=["audio"], why="no face (in 0% of the frames)")
     # Interrupted while writing: neither the file nor a temporary one is left.
     def interrupted(self, path, **kwargs):
         with open(path, "w") as f:
@@ -203,17 +204,38 @@ def test_faceless_middle_is_decoded_from_the_sound(tmp_path, model_folder, avsr,
     assert "decoding from the sound alone" in caplog.text
     assert f"{tmp_path / 'talk.mp4'}: no face in 1 of 3 segments" in caplog.text
 
-    # The same face with still lips: not the talker, so not transcribed,
-    # or decoded from the sound alone.
+    # The same face with lips that never move (a photo, a voice-over): by
+    # default every segment is decoded, from the sound alone; a segment is
+    # left out only when asked.
     face_video(tmp_path / "listener.mp4", wave, *middle, lips=False)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        skipped = transcribe_long(avsr, str(tmp_path / "listener.mp4"), "a2_v1", crop_size=24)
+        heard = transcribe_long(avsr, str(tmp_path / "listener.mp4"), "a2_v1", crop_size=24)
+    assert [(s.scale, s.modalities) for s in heard] == [("a2", ("audio",))] * 3
+    assert [s.why.split(" (")[0] for s in heard] == ["lips still", "no face", "lips still"]
+    assert "lips still in 2 of 3 segments" in caplog.text and "no face in 1 of 3 segments" in caplog.text
+    skipped = transcribe_long(avsr, str(tmp_path / "listener.mp4"), "a2_v1", crop_size=24, still_lips="skip")
     assert [(s.scale, s.modalities) for s in skipped] == [("", ()), ("a2", ("audio",)), ("", ())]
     assert skipped[0].text == skipped[2].text == ""
-    assert "lips still in 2 of 3 segments" in caplog.text and "no face in 1 of 3 segments" in caplog.text
-    heard = transcribe_long(avsr, str(tmp_path / "listener.mp4"), "a2_v1", crop_size=24, still_lips="audio")
-    assert [s.scale for s in heard] == ["a2"] * 3
+
+    # Lips that move in the last segment: the picture shows its talker, and
+    # the first segment, where that face is still, is not its speech
+    # (babble behind a listener); "audio" decodes it all the same.
+    from espnet_mtsk.data.video import write_video_mp4
+
+    frames = talking_face(len(wave) * VIDEO_FPS // SAMPLE_RATE, 128, lips=True)
+    turn_at = int((truth[1][1] + truth[2][0]) / 2 * VIDEO_FPS)  # in the pause before the last sentence
+    frames[:turn_at] = talking_face(turn_at, 128, lips=False)
+
+    write_video_mp4(str(tmp_path / "turn.mp4"), frames, audio=wave)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        turn = transcribe_long(avsr, str(tmp_path / "turn.mp4"), "a2_v1", crop_size=24, batch_size=1)
+    assert [(s.scale, s.modalities) for s in turn] == [("", ()), ("", ()), ("a2_v1", ("audio", "video"))]
+    assert "not transcribed (lips move elsewhere in the file" in turn[0].why and turn[2].why == ""
+    assert "2 not transcribed (lips move elsewhere" in caplog.text
+    heard = transcribe_long(avsr, str(tmp_path / "turn.mp4"), "a2_v1", crop_size=24, still_lips="audio")
+    assert [s.scale for s in heard] == ["a2", "a2", "a2_v1"]
 
     # The adaptive policy, here one that prefers the lips, chooses per
     # segment: the faceless one from the sound, in a batch of its own.

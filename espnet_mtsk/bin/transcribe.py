@@ -14,10 +14,13 @@ the mouth is tracked over those segments, a frame at a time
 (``data.mouth_track``); the segments are decoded in batches, in order, and
 printed as they finish, one line each: ``<file> [start --> end] <text>``.
 A segment where no face is found is decoded from the sound alone (the
-scale's audio-only counterpart), one whose face keeps its lips still is not
-the visible talker's speech and is left out (``--still_lips audio``: decoded
-from the sound alone), a file without sound is read from the lips over
-fixed windows; an audio-only scale never starts the face tracker.
+scale's audio-only counterpart), and so is one whose face keeps its lips
+still (a photo, a voice-over), unless lips move elsewhere in the file: then
+the picture shows its talker, and a segment where that talker is still is
+left out (``--still_lips audio`` decodes it too, ``skip`` leaves every
+still-lips segment out). A file without sound is read from the lips over
+fixed windows; an audio-only scale never starts the face tracker. The JSON
+subtitles say per segment what was read and why.
 ``--vad false`` decodes each file whole, as a clip.
 
 ``--subtitles srt,vtt,json`` writes ``<output_dir>/<file stem>.<format>``
@@ -51,7 +54,7 @@ with contextlib.redirect_stdout(io.StringIO()) as _import_messages:
     from espnet_mtsk.bin.avsr_inference import AVSR2Text, add_pretrained_arguments
 from espnet_mtsk.cli import model_source, native_stderr_silenced
 from espnet_mtsk.data.mouth_roi import MOUTH_SIZE
-from espnet_mtsk.longform import LongForm, transcribe_long
+from espnet_mtsk.longform import STILL_LIPS, LongForm, transcribe_long
 from espnet_mtsk.subtitles import FORMATS, write_subtitles
 
 
@@ -161,9 +164,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vad", type=str2bool, default=True,
                         help="cut the sound into speech segments (false: each file whole, as a clip)")
     parser.add_argument("--batch_size", type=int, default=8, help="segments decoded together")
-    parser.add_argument("--still_lips", choices=("skip", "audio"), default="skip",
-                        help="a segment whose face is there but whose lips do not move: leave it out "
-                        "(background talk, babble) or decode it from the sound alone (an off-screen voice)")
+    parser.add_argument("--still_lips", choices=STILL_LIPS, default="auto",
+                        help="a segment whose face is there but whose lips do not move: 'auto' decodes it "
+                        "from the sound alone unless lips move elsewhere in the file (then it is left out: "
+                        "babble or talk behind the talker on screen); 'audio' always decodes it from the "
+                        "sound (an off-screen voice); 'skip' always leaves it out")
     parser.add_argument("--still_lips_activity", type=float, default=0.018,
                         help="lips whose opening (over the mouth's width) varies less (standard "
                         "deviation over the segment) are still")
