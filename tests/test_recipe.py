@@ -12,7 +12,7 @@ import yaml
 from conftest import SYNTHGRID_RECIPE as RECIPE, link_recipe
 
 from espnet_mtsk.policy import AdaptivePolicy
-from espnet_mtsk.scales import config_scales
+from espnet_mtsk.scales import config_scales, projector_keys
 
 TEST_SETS = ["test_clean", "test_snr-5", "test_snr0", "test_snr5", "test_snr10", "test_mixed", "test_noisy"]
 POLICIES = ["adaptive@6", "adaptive@9", "adaptive@12", "adaptive@15", "adaptive"]
@@ -118,13 +118,19 @@ def test_recipe_with_the_real_llm(recipe_run):
     assert (tmp_path / "exp" / "encoders_smollm2" / "video.pth").exists()
     exp = tmp_path / "exp" / "asr_train_avsr_mtsk_smollm2"
     config = yaml.safe_load((exp / "config.yaml").read_text())
+    # The projectors started from their CTC pre-training through SmolLM2's table.
+    projectors = tmp_path / "exp" / "encoders_smollm2" / "projectors.pth"
+    assert str(projectors.relative_to(tmp_path)) in config["init_param"]
+    import torch
+
+    assert {k.split(".")[1] for k in torch.load(projectors, weights_only=True)} == set(
+        projector_keys(config_scales(config["model_conf"])))
     assert config["lora"] == "ms" and config["llm_conf"]["model_dir"] == "exp/pretrained/smollm2-135m"
     scales = [s.id for s in config_scales(config["model_conf"])]
     rows = re.findall(r"^\|(test_[^|]+)\|([^|]+)\|", (exp / "RESULTS.md").read_text().split("## CER")[0], re.M)
     assert sorted(rows) == sorted((t, s) for t in ("test_clean", "test_snr0") for s in scales)
     # Only the projectors, LoRA and marker rows are saved: the LLM is read
     # again from its folder, which the zip references with its fingerprint.
-    import torch
 
     saved = torch.load(exp / "valid.acc.ave.pth", weights_only=True)
     assert not any(k.startswith("llm.model.") and ".lora_" not in k for k in saved)

@@ -39,13 +39,17 @@ case "${llm}" in
         # The real SmolLM2-135M-Instruct (stage 5 makes its folder), frozen,
         # LoRA on q and v. Its video encoder (stage 9) goes to its own folder:
         # the CTC head reads the LLM's tokens, and the stand-in model's
-        # checkpoints read theirs from exp/encoders. Decoding 8 scales costs
-        # about 10x the stand-in's, so two test sets (and dev) are decoded.
+        # checkpoints read theirs from exp/encoders. The projectors start
+        # from CTC through SmolLM2's embedding table (end of stage 9):
+        # the frozen LLM reads its own token embeddings from the start.
+        # Decoding 8 scales costs about 10x the stand-in's, so two test
+        # sets (and dev) are decoded.
         test_sets="test_clean test_snr0"
         policy_opts=()
         llm_opts=(--train_config conf/train_avsr_mtsk_smollm2.yaml
             --pretrained "whisper-tiny.en smollm2-135m" --llm_dir exp/pretrained/smollm2-135m
-            --encoder_dir exp/encoders_smollm2) ;;
+            --encoder_dir exp/encoders_smollm2
+            --projector_pretrain true --projector_pretrain_opts "--epochs 30 --lr 3e-3") ;;
     *) echo "$0: --llm must be standin or smollm2, got '${llm}'" >&2; exit 1 ;;
 esac
 
