@@ -100,6 +100,15 @@ class CTCPretrainer(torch.nn.Module):
         return out
 
 
+def warmup_cosine(optim: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The stage-9 pre-trainings' schedule over ``steps``: a linear warm-up
+    over the first tenth, then a cosine decay to 0."""
+    warmup = max(1, steps // 10)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    )
+
+
 def load_prefixed(module: torch.nn.Module, checkpoint: Path, prefix: str, what: str) -> None:
     """Loads the keys under ``prefix`` of a checkpoint this script wrote
     into ``module``; a ValueError naming the checkpoint when they do not fit
@@ -184,11 +193,7 @@ def pretrain(args: argparse.Namespace) -> Dict[str, Any]:
                 load_prefixed(getattr(model, part), args.init, prefix[part], f"{args.modality} {part}")
     optim = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     steps = args.epochs * math.ceil(n_train / args.batch_size)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim,
-        lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))),
-    )
+    sched = warmup_cosine(optim, steps)
     rng = random.Random(args.seed)
     best: Dict[str, Any] = {"wer": math.inf, "train_loss": []}
     for epoch in range(1, args.epochs + 1):

@@ -4,11 +4,11 @@
 Reads each experiment's ESPnet ``train.log`` (the ``<N>epoch results`` line
 of every epoch and the time stamps of the log lines) and gives, per epoch,
 the optimizer steps so far, the minutes since the first epoch started
-(training, validation and checkpointing), and the validation token accuracy:
+(training, validation and checkpointing; plus ``--start_minutes``), and the validation token accuracy:
 the mean over scales and each scale's. Prints a Markdown table and, with
 ``--png``, plots the mean accuracy against minutes, a line per experiment.
 
-    python -m local.learning_curve exp/asr_lever_base exp/asr_lever_ctc --png curve.png
+    python -m local.learning_curve exp/asr_lever_base exp/asr_lever_ctc --start_minutes 0 2.7 --png curve.png
 """
 
 import argparse
@@ -46,6 +46,15 @@ def _stamp(line: str) -> datetime.datetime:
     )
 
 
+def log_minutes(log: Path) -> float:
+    """Minutes from the first to the last time-stamped line of a log (a
+    pre-training's, say)."""
+    stamps = [_stamp(line) for line in log.read_text(errors="replace").splitlines() if _STAMP.search(line)]
+    if not stamps:
+        raise ValueError(f"{log}: no time-stamped line")
+    return (stamps[-1] - stamps[0]).total_seconds() / 60
+
+
 def parse_results(text: str) -> Dict[str, Dict[str, str]]:
     """``[train] a=1, b=2, [valid] c=3`` -> {"train": {"a": "1", ...}, ...}."""
     sections = {}
@@ -59,9 +68,11 @@ def parse_results(text: str) -> Dict[str, Dict[str, str]]:
     return sections
 
 
-def read_curve(log: Path) -> List[Point]:
-    """The points of one ``train.log``; a ValueError naming it when it
-    holds no finished epoch."""
+def read_curve(log: Path, start_minutes: float = 0.0) -> List[Point]:
+    """The points of one ``train.log``, their minutes counted from
+    ``start_minutes`` (time spent before training that belongs to it, such
+    as a pre-training); a ValueError naming it when it holds no finished
+    epoch."""
     start = None
     points = []
     for line in log.read_text(errors="replace").splitlines():
@@ -76,7 +87,7 @@ def read_curve(log: Path) -> List[Point]:
         points.append(Point(
             epoch=int(match.group(1)),
             steps=int(sections["train"]["total_count"]),
-            minutes=(_stamp(line) - start).total_seconds() / 60,
+            minutes=start_minutes + (_stamp(line) - start).total_seconds() / 60,
             acc=float(valid["acc"]),
             per_scale=per_scale,
             step_seconds=float(sections["train"].get("train_time", "nan")),
@@ -112,7 +123,7 @@ def plot(curves: Dict[str, List[Point]], png: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, points in curves.items():
-        ax.plot([0] + [p.minutes for p in points], [0] + [p.acc for p in points], marker="o", label=name)
+        ax.plot([p.minutes for p in points], [p.acc for p in points], marker="o", label=name)
     ax.set_xlabel("training minutes (2 CPU cores)")
     ax.set_ylabel("validation token accuracy (mean of scales)")
     ax.grid(alpha=0.3)
@@ -126,12 +137,16 @@ def main(cmd: Sequence[str] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("exp_dirs", nargs="+", type=Path, help="experiment folders holding train.log")
     parser.add_argument("--names", nargs="*", default=None, help="a label per folder (default: its name)")
+    parser.add_argument("--start_minutes", nargs="*", type=float, default=None,
+                        help="per folder, minutes spent before its training that count towards it "
+                        "(e.g. the projectors' pre-training; default 0)")
     parser.add_argument("--png", type=Path, default=None)
     args = parser.parse_args(cmd)
     names = args.names or [d.name for d in args.exp_dirs]
-    if len(names) != len(args.exp_dirs):
-        parser.error("give one --names label per experiment folder")
-    curves = {name: read_curve(d / "train.log") for name, d in zip(names, args.exp_dirs)}
+    starts = args.start_minutes or [0.0] * len(args.exp_dirs)
+    if len(names) != len(args.exp_dirs) or len(starts) != len(args.exp_dirs):
+        parser.error("give one --names label and one --start_minutes value per experiment folder")
+    curves = {name: read_curve(d / "train.log", start) for name, d, start in zip(names, args.exp_dirs, starts)}
     print(table(curves))
     if args.png is not None:
         plot(curves, args.png)

@@ -45,7 +45,7 @@ from espnet_mtsk.fileio import atomic_path
 from espnet_mtsk.model import DATA_NAMES, ESPnetMTSKModel
 from espnet_mtsk.scales import projector_keys
 from espnet_mtsk.tasks.avsr import AVSRTask
-from local.encoder_pretrain import transcript_tokens
+from local.encoder_pretrain import transcript_tokens, warmup_cosine
 
 
 class EmbeddingCTCHead(torch.nn.Module):
@@ -233,10 +233,7 @@ def pretrain(args: argparse.Namespace) -> Dict[str, Any]:
     params = list(pre.projectors.parameters()) + list(pre.head.parameters())
     optim = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     steps = args.epochs * math.ceil(n_train / args.batch_size)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    )
+    sched = warmup_cosine(optim, steps)
     rng = random.Random(args.seed)
     best: Dict[str, Any] = {"mean_ter": math.inf, "train_loss": []}
     for epoch in range(1, args.epochs + 1):

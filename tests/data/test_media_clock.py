@@ -17,10 +17,11 @@ def tone(seconds=SECONDS):
     return (0.3 * np.sin(2 * np.pi * 440 * t) * np.minimum(1, t * 4)).astype(np.float32)
 
 
-def write(path, audio_start=0.0, drop_every=0, frames=50):
-    """An mp4 of ``frames`` 25 fps frames, frame i a flat grey of level 5 i
-    (dropped: every ``drop_every``-th, its predecessor staying on screen),
-    and an AAC tone whose stream starts at ``audio_start`` s."""
+def write(path, audio_start=0.0, drop_every=0, frames=50, first_frame=0, seconds=SECONDS):
+    """An mp4 of ``frames`` 25 fps frames from frame ``first_frame`` on,
+    frame i a flat grey of level 5 i (dropped: every ``drop_every``-th, its
+    predecessor staying on screen), and an AAC tone of ``seconds`` whose
+    stream starts at ``audio_start`` s."""
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=25)
         video.width = video.height = 64
@@ -28,7 +29,7 @@ def write(path, audio_start=0.0, drop_every=0, frames=50):
         video.time_base = fractions.Fraction(1, 25000)
         audio = out.add_stream("aac", rate=16000)
         audio.layout = "mono"
-        for i in range(frames):
+        for i in range(first_frame, first_frame + frames):
             if drop_every and i % drop_every == drop_every - 1:
                 continue
             frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 5 * i, np.uint8), format="rgb24")
@@ -37,7 +38,7 @@ def write(path, audio_start=0.0, drop_every=0, frames=50):
                 out.mux(packet)
         for packet in video.encode():
             out.mux(packet)
-        wave = tone()
+        wave = tone(seconds)
         for k in range(0, len(wave), 1024):
             frame = av.AudioFrame.from_ndarray(wave[None, k : k + 1024], format="flt", layout="mono")
             frame.sample_rate, frame.time_base = 16000, fractions.Fraction(1, 16000)
@@ -84,29 +85,7 @@ def test_frames_are_the_ones_shown_at_their_time(tmp_path):
 
 
 def test_a_picture_that_starts_late_is_not_shown_before(tmp_path):
-    late_picture = str(tmp_path / "late_picture.mp4")
-    with av.open(late_picture, "w") as out:
-        video = out.add_stream("libx264", rate=25)
-        video.width = video.height = 64
-        video.pix_fmt = "yuv420p"
-        video.time_base = fractions.Fraction(1, 25000)
-        audio = out.add_stream("aac", rate=16000)
-        audio.layout = "mono"
-        for i in range(10):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 5 * (i + 1), np.uint8), format="rgb24")
-            frame.pts, frame.time_base = (i + 10) * 1000, fractions.Fraction(1, 25000)  # from 0.4 s
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
-        wave = tone(0.8)
-        for k in range(0, len(wave), 1024):
-            frame = av.AudioFrame.from_ndarray(wave[None, k : k + 1024], format="flt", layout="mono")
-            frame.sample_rate, frame.time_base, frame.pts = 16000, fractions.Fraction(1, 16000), k
-            for packet in audio.encode(frame):
-                out.mux(packet)
-        for packet in audio.encode():
-            out.mux(packet)
+    late_picture = write(tmp_path / "late_picture.mp4", frames=10, first_frame=10, seconds=0.8)  # from 0.4 s
     with av.open(late_picture) as container:
         origin = min(float(s.start_time * s.time_base) for s in container.streams)
         video_start = float(container.streams.video[0].start_time * container.streams.video[0].time_base) - origin
@@ -114,6 +93,6 @@ def test_a_picture_that_starts_late_is_not_shown_before(tmp_path):
     stream = FrameStream(late_picture)
     got = levels(stream.frames(0, first + 10))
     stream.close()
-    assert got == [None] * first + list(range(1, 11))
+    assert got == [None] * first + list(range(10, 20))
     # A clip's crops start with the first frame where none was shown yet.
-    assert levels(frames_on_clock(late_picture))[: first + 1] == [1] * (first + 1)
+    assert levels(frames_on_clock(late_picture))[: first + 1] == [10] * (first + 1)

@@ -4,10 +4,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
 
-from conftest import SENTENCES, TINY_VIDEO
-from espnet_mtsk.tasks.avsr import AVSRTask
+from conftest import SENTENCES, TINY_VIDEO, training_loads
 from local.encoder_pretrain import get_parser, pretrain
 from test_cli import _datadir
 
@@ -53,12 +51,7 @@ def test_pretraining_learns_and_training_loads_it(setup, llm_dir, modality):
     assert all(k.startswith((f"encoders.{modality}.", "frontend.")) for k in state)
     assert not (root / f"{modality}.pth.tmp").exists()
 
-    task_args = AVSRTask.get_parser().parse_args(["--config", str(config)])
-    model = AVSRTask.build_model(task_args)
-    load_pretrained_model(str(out), model, ignore_init_mismatch=False)
-    own = model.state_dict()
-    for key, value in state.items():
-        assert torch.equal(own[key], value), key
+    training_loads(config, out)
 
 
 def test_a_config_without_the_encoder_is_an_error(tmp_path, llm_dir, setup):

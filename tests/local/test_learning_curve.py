@@ -2,7 +2,7 @@
 
 import pytest
 
-from local.learning_curve import main, read_curve
+from local.learning_curve import log_minutes, main, read_curve
 
 LOG = """\
 [h] 2026-12-07 05:00:00,000 (trainer:300) INFO: 1/2epoch started
@@ -28,6 +28,10 @@ def test_a_log_gives_steps_minutes_and_accuracies(tmp_path, capsys):
     main([str(tmp_path / "a"), "--names", "base", "--png", str(tmp_path / "c.png")])
     out = capsys.readouterr().out
     assert "| base | 2 | 100 | 3.0 | 1.58 | 3.2 | 0.650 | 0.600 | 0.700 |" in out
+    # A pre-training's minutes count towards the training that starts from it.
+    main([str(tmp_path / "a"), str(tmp_path / "a"), "--names", "base", "warm", "--start_minutes", "0", "2.5"])
+    assert "| warm | 2 | 100 | 5.5 |" in capsys.readouterr().out
+    assert log_minutes(tmp_path / "a" / "train.log") == pytest.approx(3.008, abs=1e-3)
     assert (tmp_path / "c.png").stat().st_size > 0
 
 

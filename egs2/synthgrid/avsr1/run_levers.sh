@@ -21,6 +21,8 @@ train_config=conf/train_avsr_mtsk_smollm2.yaml
 conf_dir=exp/levers
 mkdir -p "${conf_dir}"
 tags=()
+starts=()
+projector_log=exp/encoders_smollm2/projectors.log
 for lever in ${levers}; do
     init=$(python3 - "${train_config}" "conf/levers/${lever}.yaml" "${conf_dir}/${lever}.yaml" "${steps}" <<'PY'
 import sys, yaml
@@ -47,5 +49,10 @@ PY
             --asr_args "--num_iters_per_epoch ${valid_every} --max_epoch $(( steps / valid_every ))"
     fi
     tags+=("exp/asr_${tag}")
+    # A lever that starts from the pre-trained projectors is charged their
+    # pre-training's minutes.
+    start=0
+    "${init}" && start=$(python3 -c "from local.learning_curve import log_minutes; print(log_minutes(__import__('pathlib').Path('${projector_log}')))")
+    starts+=("${start}")
 done
-python3 -m local.learning_curve "${tags[@]}" --names ${levers} --png "${conf_dir}/curve.png"
+python3 -m local.learning_curve "${tags[@]}" --names ${levers} --start_minutes "${starts[@]}" --png "${conf_dir}/curve.png"
