@@ -4,11 +4,11 @@
 Reads each experiment's ESPnet ``train.log`` (the ``<N>epoch results`` line
 of every epoch and the time stamps of the log lines) and gives, per epoch,
 the optimizer steps so far, the minutes since the first epoch started
-(training, validation and checkpointing; plus ``--start_minutes``), and the validation token accuracy:
+(training, validation and checkpointing; plus a pre-training's, ``--start_logs``), and the validation token accuracy:
 the mean over scales and each scale's. Prints a Markdown table and, with
 ``--png``, plots the mean accuracy against minutes, a line per experiment.
 
-    python -m local.learning_curve exp/asr_lever_base exp/asr_lever_ctc --start_minutes 0 2.7 --png curve.png
+    python -m local.learning_curve exp/asr_lever_base exp/asr_lever_ctc --start_logs - exp/encoders_smollm2/projectors.log --png curve.png
 """
 
 import argparse
@@ -124,7 +124,7 @@ def plot(curves: Dict[str, List[Point]], png: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, points in curves.items():
         ax.plot([p.minutes for p in points], [p.acc for p in points], marker="o", label=name)
-    ax.set_xlabel("training minutes (2 CPU cores)")
+    ax.set_xlabel("minutes of training, a pre-training included (2 CPU cores)")
     ax.set_ylabel("validation token accuracy (mean of scales)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -137,15 +137,16 @@ def main(cmd: Sequence[str] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("exp_dirs", nargs="+", type=Path, help="experiment folders holding train.log")
     parser.add_argument("--names", nargs="*", default=None, help="a label per folder (default: its name)")
-    parser.add_argument("--start_minutes", nargs="*", type=float, default=None,
-                        help="per folder, minutes spent before its training that count towards it "
-                        "(e.g. the projectors' pre-training; default 0)")
+    parser.add_argument("--start_logs", nargs="*", default=None,
+                        help="per folder, the log of a pre-training it starts from, whose minutes "
+                        "count towards it (log_minutes), or '-' for none")
     parser.add_argument("--png", type=Path, default=None)
     args = parser.parse_args(cmd)
     names = args.names or [d.name for d in args.exp_dirs]
-    starts = args.start_minutes or [0.0] * len(args.exp_dirs)
-    if len(names) != len(args.exp_dirs) or len(starts) != len(args.exp_dirs):
-        parser.error("give one --names label and one --start_minutes value per experiment folder")
+    logs = args.start_logs or ["-"] * len(args.exp_dirs)
+    if len(names) != len(args.exp_dirs) or len(logs) != len(args.exp_dirs):
+        parser.error("give one --names label and one --start_logs entry per experiment folder")
+    starts = [0.0 if log == "-" else log_minutes(Path(log)) for log in logs]
     curves = {name: read_curve(d / "train.log", start) for name, d, start in zip(names, args.exp_dirs, starts)}
     print(table(curves))
     if args.png is not None:

@@ -29,9 +29,10 @@ def test_a_log_gives_steps_minutes_and_accuracies(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| base | 2 | 100 | 3.0 | 1.58 | 3.2 | 0.650 | 0.600 | 0.700 |" in out
     # A pre-training's minutes count towards the training that starts from it.
-    main([str(tmp_path / "a"), str(tmp_path / "a"), "--names", "base", "warm", "--start_minutes", "0", "2.5"])
-    assert "| warm | 2 | 100 | 5.5 |" in capsys.readouterr().out
     assert log_minutes(tmp_path / "a" / "train.log") == pytest.approx(3.008, abs=1e-3)
+    main([str(tmp_path / "a"), str(tmp_path / "a"), "--names", "base", "warm",
+          "--start_logs", "-", str(tmp_path / "a" / "train.log")])
+    assert "| warm | 2 | 100 | 6.0 |" in capsys.readouterr().out
     assert (tmp_path / "c.png").stat().st_size > 0
 
 

@@ -51,8 +51,6 @@ PY
     tags+=("exp/asr_${tag}")
     # A lever that starts from the pre-trained projectors is charged their
     # pre-training's minutes.
-    start=0
-    "${init}" && start=$(python3 -c "from local.learning_curve import log_minutes; print(log_minutes(__import__('pathlib').Path('${projector_log}')))")
-    starts+=("${start}")
+    if "${init}"; then starts+=("${projector_log}"); else starts+=(-); fi
 done
-python3 -m local.learning_curve "${tags[@]}" --names ${levers} --start_minutes "${starts[@]}" --png "${conf_dir}/curve.png"
+python3 -m local.learning_curve "${tags[@]}" --names ${levers} --start_logs "${starts[@]}" --png "${conf_dir}/curve.png"
