@@ -148,6 +148,11 @@ def test_autocast_auto_is_bf16_only_where_the_cpu_has_it(monkeypatch):
         assert causal_lm.autocast_dtype("auto", cpu) is want
         assert causal_lm.autocast_dtype("none", cpu) is None
         assert causal_lm.autocast_dtype("bfloat16", cpu) is torch.bfloat16
+        # Weights stored in bf16 only where it is multiplied natively (emulated, it is 6x slower).
+        assert causal_lm.weights_dtype("auto") is (want or torch.float32)
+        assert causal_lm.weights_dtype("bfloat16") is torch.bfloat16
+    with pytest.raises(ValueError, match="llm_conf.dtype must be auto, float32"):
+        causal_lm.weights_dtype("int8")
 
 
 def test_beam_search_from_the_shared_prefix_cache_equals_generate_on_the_embeddings(llm):
