@@ -37,6 +37,7 @@ import jiwer
 from espnet2.fileio.read_text import read_2columns_text
 
 from espnet_mtsk.fileio import write_lines
+from espnet_mtsk.policy import is_adaptive
 from espnet_mtsk.scales import parse_scale
 from espnet_mtsk.scoring import normalise
 
@@ -136,6 +137,54 @@ def boundaries(utts: Sequence[Stretch], segments: Sequence[Stretch]) -> List[Bou
     return out
 
 
+def read_long_form(utts: Sequence[Stretch], long_dir: str) -> Tuple[List[str], Dict[str, Dict], List[Stretch]]:
+    """The recordings of ``utts``, their transcribe JSONs in ``long_dir``
+    and all their decoded segments."""
+    recs = sorted({u.rec for u in utts})
+    transcripts = {r: read_transcript(os.path.join(long_dir, f"{r}.json")) for r in recs}
+    return recs, transcripts, [s for r in recs for s in decoded_segments(r, transcripts[r])]
+
+
+def false_alarms(
+    utts: Sequence[Stretch], babble: Sequence[Stretch], segments: Sequence[Stretch]
+) -> Tuple[List[Tuple[Stretch, List[Stretch]]], List[Stretch]]:
+    """Each babble-only stretch with the segments overlapping it, and the
+    false alarms: those segments that reach no utterance."""
+    alarms = [(b, [s for s in segments if s.overlaps(b)]) for b in babble]
+    return alarms, [s for _, here in alarms for s in here if not any(s.overlaps(u) for u in utts)]
+
+
+def long_form_wer(utts: Sequence[Stretch], long_dir: str) -> float:
+    """The WER of the recordings' transcripts in ``long_dir``, each against
+    its utterances' texts joined in time order."""
+    recs, transcripts, _ = read_long_form(utts, long_dir)
+    refs = [" ".join(u.text for u in utts if u.rec == r) for r in recs]
+    return rate(*word_errors(refs, [normalise(transcripts[r]["text"]) for r in recs]))
+
+
+def variants_section(
+    set_dir: str, long_dir: str, variants: Sequence[Tuple[str, str]], scales: Sequence[str]
+) -> List[str]:
+    """Markdown lines: per variant of the recordings (name, its long_dir
+    with ``{scale}``) and scale, the long-form WER and babble false alarms
+    beside the original's (``long_dir``) at that scale."""
+    utts, babble = read_set(set_dir)
+    lines = ["## Media variants", "",
+             "The same recordings as users' media come (`local/synthgrid/media_variants.py`), decoded with VAD; "
+             "the original's long-form WER at the same scale beside each.", "",
+             "|variant|scale|long-form WER|original's|difference|babble false alarms|",
+             "|---|---|---|---|---|---|"]
+    for name, folder in variants:
+        for scale in scales:
+            here = folder.format(scale=scale)
+            wer = long_form_wer(utts, here)
+            original = long_form_wer(utts, long_dir.format(scale=scale))
+            alarm_segments = false_alarms(utts, babble, read_long_form(utts, here)[2])[1]
+            lines.append(f"|{name}|{scale}|{wer:.1f}|{original:.1f}|{wer - original:+.1f}|{len(alarm_segments)} "
+                         f"({sum(len(s.text.split()) for s in alarm_segments)} words)|")
+    return lines + [""]
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|") or "-"
 
@@ -150,33 +199,27 @@ def score_scale(
 ) -> Tuple[Dict[str, float], List[str]]:
     """One scale's decodings -> its summary numbers and its report section
     (markdown lines)."""
-    recs = sorted({u.rec for u in utts})
-    transcripts = {r: read_transcript(os.path.join(long_dir, f"{r}.json")) for r in recs}
-    segments = [s for r in recs for s in decoded_segments(r, transcripts[r])]
+    recs, transcripts, segments = read_long_form(utts, long_dir)
     clips = {u.key: read_transcript(os.path.join(clip_dir, f"{u.key}.json")) for u in utts}
     clip_text = {k: normalise(c["text"]) for k, c in clips.items()}
-
-    # False alarms: segments in babble-only stretches that reach no utterance.
-    alarms = [(b, [s for s in segments if s.overlaps(b)]) for b in babble]
-    alarm_segments = [s for _, here in alarms for s in here if not any(s.overlaps(u) for u in utts)]
+    alarms, alarm_segments = false_alarms(utts, babble, segments)
 
     lines = [f"## {scale}", "", "### Recordings", "",
              "|recording|seconds|utts|segments|words|long-form WER|without babble false alarms|clips WER|",
              "|---|---|---|---|---|---|---|---|"]
-    long_refs, long_hyps, kept_hyps = [], [], []
+    long_refs, kept_hyps = [], []
     for r in recs:
         mine = [u for u in utts if u.rec == r]
         ref, hyp = " ".join(u.text for u in mine), normalise(transcripts[r]["text"])
         kept = " ".join(s.text for s in segments if s.rec == r and s not in alarm_segments and s.text)
         long_refs.append(ref)
-        long_hyps.append(hyp)
         kept_hyps.append(kept)
         clip_errors, clip_words = word_errors([u.text for u in mine], [clip_text[u.key] for u in mine])
         count = sum(s.rec == r for s in segments)
         lines.append(f"|{r}|{transcripts[r]['duration']:.1f}|{len(mine)}|{count}|{len(ref.split())}|"
                      f"{rate(*word_errors([ref], [hyp])):.1f}|{rate(*word_errors([ref], [kept])):.1f}|"
                      f"{rate(clip_errors, clip_words):.1f}|")
-    long_wer = rate(*word_errors(long_refs, long_hyps))
+    long_wer = long_form_wer(utts, long_dir)
     kept_wer = rate(*word_errors(long_refs, kept_hyps))
     clips_wer = rate(*word_errors([u.text for u in utts], [clip_text[u.key] for u in utts]))
     lines += [f"|all|{sum(t['duration'] for t in transcripts.values()):.1f}|{len(utts)}|{len(segments)}|"
@@ -241,7 +284,7 @@ def score_scale(
                      f"{_cell(' / '.join(s.text for s in here))}|{'+'.join(clip_modalities) or '-'}|"
                      f"{_cell(clip_text[u.key])}|")
     note = f"{audio_only} of {len(faceless)} face-absent utterances decoded from the sound alone"
-    if "video" in parse_scale(scale).modalities:
+    if not is_adaptive(scale) and scale != "auto" and "video" in parse_scale(scale).modalities:
         # With the face in the picture, a scale that reads the lips should have had them.
         lost = [u.key for u in utts if u.face and any("video" not in s.modalities for s in segments if s.overlaps(u))]
         note += f"; {len(lost)} utterances with a face decoded without the lips" + "".join(f" {k}" for k in lost)
@@ -254,9 +297,17 @@ def score_scale(
     return summary, lines
 
 
-def report(set_dir: str, long_dir: str, clip_dir: str, scales: Sequence[str], tolerance: float = TOLERANCE) -> str:
+def report(
+    set_dir: str,
+    long_dir: str,
+    clip_dir: str,
+    scales: Sequence[str],
+    tolerance: float = TOLERANCE,
+    variants: Sequence[Tuple[str, str]] = (),
+    variant_scales: Sequence[str] = (),
+) -> str:
     """The markdown report of every scale's decodings (``{scale}`` in the
-    folders is each scale)."""
+    folders is each scale), and of the media variants' (``variants_section``)."""
     utts, babble = read_set(set_dir)
     rows, sections = [], []
     for scale in scales:
@@ -283,6 +334,8 @@ def report(set_dir: str, long_dir: str, clip_dir: str, scales: Sequence[str], to
         "hits ok|start MAE s|end MAE s|babble false alarms|face-absent from sound|",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if variants:
+        sections += variants_section(set_dir, long_dir, variants, variant_scales)
     return "\n".join(header + rows + [""] + sections)
 
 
@@ -293,13 +346,18 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clip_dir", required=True, help="the clips' JSONs ({scale}: each scale)")
     parser.add_argument("--scales", nargs="+", required=True)
     parser.add_argument("--tolerance", type=float, default=TOLERANCE, help="seconds, for the VAD boundaries")
+    parser.add_argument("--variant", nargs=2, action="append", default=[], metavar=("NAME", "LONG_DIR"),
+                        help="a media variant's recordings' JSONs ({scale}: each of --variant_scales), "
+                             "scored beside --long_dir's")
+    parser.add_argument("--variant_scales", nargs="+", default=[])
     parser.add_argument("--out", help="the markdown report (also printed)")
     return parser
 
 
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
-    text = report(args.set_dir, args.long_dir, args.clip_dir, args.scales, args.tolerance)
+    text = report(args.set_dir, args.long_dir, args.clip_dir, args.scales, args.tolerance,
+                  [tuple(v) for v in args.variant], args.variant_scales)
     if args.out:
         write_lines(args.out, text.splitlines())
     print(text)

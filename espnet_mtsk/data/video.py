@@ -6,6 +6,7 @@ video file PyAV decodes (read as grayscale). Frames come back as float32
 Importing this module registers the type in ESPnet's ``DATA_TYPES``.
 """
 
+import fractions
 import itertools
 import logging
 from pathlib import Path
@@ -162,6 +163,8 @@ def write_video_mp4(
     audio: Optional[np.ndarray] = None,
     sample_rate: int = SAMPLE_RATE,
     options: Optional[Dict[str, str]] = None,
+    frame_times: Optional[Iterable[float]] = None,
+    audio_start: float = 0.0,
 ) -> None:
     """Writes grayscale (H, W) or RGB (H, W, 3) frames as an H.264 mp4,
     atomically.
@@ -171,8 +174,11 @@ def write_video_mp4(
     held whole; the size is the first frame's, and every frame must have
     it. ``audio`` (S,) in -1..1, if given, becomes a mono AAC track, muxed
     beside the frames it goes with. ``options``: libx264's own (e.g.
-    ``{"preset": "ultrafast", "crf": "18"}``). Raises ValueError for no
-    frames or a frame of another size.
+    ``{"preset": "ultrafast", "crf": "18"}``). ``frame_times`` (s), one
+    per frame and increasing, time-stamp the frames (a variable frame rate;
+    by default frame i is at i / fps); ``audio_start`` (s) is where the
+    sound track's stream starts. Raises ValueError for no frames or a
+    frame of another size.
     """
     import av
 
@@ -185,8 +191,14 @@ def write_video_mp4(
         stream = container.add_stream("libx264", rate=fps, options=dict(options or {}))
         stream.height, stream.width = height, width
         stream.pix_fmt = "yuv420p"
+        # A tick of a thousandth of a frame, so that time stamps off the
+        # frame grid keep their place.
+        ticks = fps * 1000
+        stream.time_base = fractions.Fraction(1, ticks)
+        times = itertools.count(0.0, 1 / fps) if frame_times is None else iter(frame_times)
         track = None if audio is None else container.add_stream("aac", rate=sample_rate, layout="mono")
         pcm = None if audio is None else to_pcm16(audio)
+        offset = int(round(audio_start * sample_rate))
         sent = 0  # audio samples muxed so far
 
         def mux_audio(until: int) -> None:
@@ -195,7 +207,7 @@ def write_video_mp4(
             nonlocal sent
             while sent < min(until, len(pcm)):
                 chunk = av.AudioFrame.from_ndarray(pcm[None, sent : sent + 1024], format="s16", layout="mono")
-                chunk.sample_rate, chunk.pts = sample_rate, sent
+                chunk.sample_rate, chunk.pts = sample_rate, offset + sent
                 container.mux(track.encode(chunk))
                 sent += 1024
 
@@ -204,9 +216,12 @@ def write_video_mp4(
             if frame.shape[:2] != (height, width):
                 raise ValueError(f"{path}: frame {index} is {frame.shape[:2]}, the first {(height, width)}")
             rgb = frame if frame.ndim == 3 else np.repeat(frame[:, :, None], 3, axis=2)
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+            picture = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            at = next(times)
+            picture.pts, picture.time_base = int(round(at * ticks)), stream.time_base
+            container.mux(stream.encode(picture))
             if track is not None:
-                mux_audio((index + 1) * sample_rate // fps)
+                mux_audio(int((at + 1 / fps) * sample_rate) - offset)
         container.mux(stream.encode())
         if track is not None:
             mux_audio(len(pcm))

@@ -1,11 +1,9 @@
 """Sound and picture on one clock: stream start times, variable frame rates."""
 
-import fractions
-
 import numpy as np
 import pytest
 
-from espnet_mtsk.data.video import FrameStream, frames_on_clock
+from espnet_mtsk.data.video import FrameStream, frames_on_clock, write_video_mp4
 from espnet_mtsk.fileio import decode_audio, media_streams
 
 av = pytest.importorskip("av")
@@ -22,31 +20,9 @@ def write(path, audio_start=0.0, drop_every=0, frames=50, first_frame=0, seconds
     frame i a flat grey of level 5 i (dropped: every ``drop_every``-th, its
     predecessor staying on screen), and an AAC tone of ``seconds`` whose
     stream starts at ``audio_start`` s."""
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=25)
-        video.width = video.height = 64
-        video.pix_fmt = "yuv420p"
-        video.time_base = fractions.Fraction(1, 25000)
-        audio = out.add_stream("aac", rate=16000)
-        audio.layout = "mono"
-        for i in range(first_frame, first_frame + frames):
-            if drop_every and i % drop_every == drop_every - 1:
-                continue
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 5 * i, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = i * 1000, fractions.Fraction(1, 25000)
-            for packet in video.encode(frame):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
-        wave = tone(seconds)
-        for k in range(0, len(wave), 1024):
-            frame = av.AudioFrame.from_ndarray(wave[None, k : k + 1024], format="flt", layout="mono")
-            frame.sample_rate, frame.time_base = 16000, fractions.Fraction(1, 16000)
-            frame.pts = int(round(audio_start * 16000)) + k
-            for packet in audio.encode(frame):
-                out.mux(packet)
-        for packet in audio.encode():
-            out.mux(packet)
+    kept = [i for i in range(first_frame, first_frame + frames) if not drop_every or i % drop_every != drop_every - 1]
+    write_video_mp4(str(path), (np.full((64, 64), 5 * i, np.uint8) for i in kept), audio=tone(seconds),
+                    frame_times=[i / 25 for i in kept], audio_start=audio_start)
     return str(path)
 
 

@@ -135,6 +135,49 @@ def test_deterministic_for_a_seed(long_set, test_dir, tmp_path):
     assert layout(0) == layout(0) and layout(0) != layout(1)
 
 
+def test_media_variants_keep_the_talk_in_sync(long_set, tmp_path):
+    """local.synthgrid.media_variants: the late sound keeps its time on the
+    clock, the variable-rate picture keeps every other frame's time, the
+    still picture is one frame throughout; the truth tables travel."""
+    import av
+
+    from espnet_mtsk.data.video import frames_on_clock
+    from local.synthgrid.media_variants import build
+
+    build(str(long_set), ["late_audio", "vfr", "still"], str(tmp_path), audio_delay=0.4, drop_every=25)
+    original = _table(long_set / "recordings.scp")["long_s01"]
+    sound = from_pcm16(decode_audio(original)[0])
+    picture = frames_on_clock(original)
+    files = {v: _table(tmp_path / v / "recordings.scp")["long_s01"] for v in ("late_audio", "vfr", "still")}
+    for variant in files:
+        assert (tmp_path / variant / "segments").read_bytes() == (long_set / "segments").read_bytes()
+
+    def audio_lead(path):  # the sound's stream start after the picture's (s)
+        with av.open(path) as container:
+            starts = {s.type: float(s.start_time * s.time_base) for s in container.streams}
+        return starts["audio"] - starts["video"]
+
+    # The stream starts late (its header counts the encoder's 1024 priming
+    # samples before 0.4 s); its samples sit where the original's do.
+    assert audio_lead(original) == 0 and audio_lead(files["late_audio"]) > 0.3
+    late = from_pcm16(decode_audio(files["late_audio"])[0])
+    lead = int(0.5 * RATE)  # past the cut and the encoder's priming
+    assert len(late) == pytest.approx(len(sound), abs=2048)
+    assert np.corrcoef(late[lead:len(sound)], sound[lead:len(late)])[0, 1] > 0.99
+
+    with av.open(files["vfr"]) as container:
+        grid = [int(round(f.time * 25)) for f in container.decode(video=0)]
+    assert grid == [j for j in range(len(picture)) if j % 25 != 24]
+    shown = frames_on_clock(files["vfr"]).astype(float)
+    assert len(shown) == len(picture)
+    assert np.abs(shown[24] - shown[23]).mean() < np.abs(picture[24].astype(float) - picture[23]).mean() + 1
+
+    still = frames_on_clock(files["still"]).astype(float)
+    assert len(still) == len(picture) and np.abs(still - still[0]).mean(axis=(1, 2, 3)).max() < 2
+    assert np.abs(still[0] - picture[0]).mean() > 8  # rotated and shifted
+    assert np.corrcoef(from_pcm16(decode_audio(files["still"])[0])[: len(sound)], sound[: len(sound)])[0, 1] > 0.99
+
+
 def _hand_made(tmp_path):
     """A set of 3 utterances (the last without face) and a babble stretch,
     and JSONs: the second segment starts 0.4 s early and drops its first word, one
@@ -181,6 +224,21 @@ def test_scores_of_hand_made_transcripts(tmp_path):
     score_main(["--set_dir", str(set_dir), "--long_dir", str(tmp_path / "long"), "--clip_dir",
                 str(tmp_path / "clips"), "--scales", "a4_v3", "--out", str(out)])
     assert "|a4_v3|3|11.1|5.6|5.6|+5.6|**no**|11.1|66.7|**no**|0.20|0.10|1 (1 words)|1/1|" in out.read_text()
+
+
+def test_a_media_variant_is_scored_beside_the_original(tmp_path):
+    set_dir = _hand_made(tmp_path)
+    recording = json.loads((tmp_path / "long" / "recA.json").read_text())
+    recording["segments"] = [r for r in recording["segments"] if r["text"] != "bin"]  # no babble alarm
+    recording["text"] = " ".join(r["text"] for r in recording["segments"])
+    (tmp_path / "still" / "a4").mkdir(parents=True)
+    (tmp_path / "still" / "a4" / "recA.json").write_text(json.dumps(recording))
+    (tmp_path / "long_a4").symlink_to(tmp_path / "long")
+    out = tmp_path / "RESULTS_longform.md"
+    score_main(["--set_dir", str(set_dir), "--long_dir", str(tmp_path / "long_{scale}"), "--clip_dir",
+                str(tmp_path / "clips"), "--scales", "a4", "--variant", "still", str(tmp_path / "still" / "{scale}"),
+                "--variant_scales", "a4", "--out", str(out)])
+    assert "|still|a4|5.6|11.1|-5.6|0 (0 words)|" in out.read_text()
 
 
 def test_a_missing_transcript_is_named(tmp_path):

@@ -10,6 +10,12 @@
 # ${asr_exp}/RESULTS_longform.md.
 #   ./run_longform.sh [--scales "a4 a4_v3"] [--size 1280x720] [--longform_opts "--speakers_per_recording 1"]
 #                     [--transcribe_opts "--beam_size 4"]
+#                     [--variants "late_audio vfr still" --variant_scales "a4 a4_v3 v3"]
+# The variants (local/synthgrid/media_variants.py) are the recordings as
+# users' media come: the sound track's stream starting 0.4 s after the
+# picture's, every 25th frame dropped (a variable frame rate), a still
+# picture of the face; each is scored beside the original recordings at
+# the same scale. A decoding newer than the model is not redone.
 set -euo pipefail
 
 scales="a4 a4_v3"
@@ -24,6 +30,8 @@ preset=veryfast                # libx264 preset
 crop_size=32                   # mouth crop side: local/data.sh's --video_size, as the model was trained
 longform_opts=""               # more options of local.synthgrid.longform
 transcribe_opts="--beam_size 4"  # more options of espnet_mtsk.bin.transcribe (the beam of conf/decode.yaml)
+variants=""                    # media variants of the recordings (local.synthgrid.media_variants): late_audio vfr still
+variant_scales="a4 a4_v3 v3"   # the scales the variants, and the original recordings beside them, are decoded at
 help_message="Usage: $0 [--scales \"a4 a4_v3\"] [--size 256x256] [--longform_opts ...] [--transcribe_opts ...] (see the variables at the top)"
 
 . ./path.sh
@@ -46,23 +54,58 @@ if [ ! -e "${long_set}/clips.scp" ]; then
         --out_dir "${long_set}" --seed "${seed}" --size "${size}" --preset "${preset}" ${longform_opts}
 fi
 
-out=${asr_exp}/decode_longform_$(basename "${inference_model}" .pth)
-for scale in ${scales}; do
-    # The recordings with VAD; their utterances as clips, each decoded whole.
-    for what in long clips; do
-        if [ "${what}" = long ]; then list=${long_set}/recordings.scp; vad=true; else list=${long_set}/clips.scp; vad=false; fi
-        dir=${out}/${scale}/${what}
-        log "Transcribing ${list} at ${scale} (--vad ${vad}) -> ${dir}"
-        mkdir -p "${dir}"
-        # shellcheck disable=SC2046,SC2086
-        python3 -m espnet_mtsk.bin.transcribe $(cut -d' ' -f2 "${list}") \
-            --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
-            --scale "${scale}" --crop_size "${crop_size}" --vad "${vad}" \
-            --subtitles json --output_dir "${dir}" --progress false ${transcribe_opts} > "${dir}/transcribe.log"
+if [ -n "${variants}" ]; then
+    # shellcheck disable=SC2086
+    for variant in ${variants}; do
+        [ -e "${long_set}_variants/${variant}/recordings.scp" ] && continue
+        log "Media variant ${variant} of ${long_set} -> ${long_set}_variants/${variant}"
+        python3 -m local.synthgrid.media_variants --set_dir "${long_set}" --variants "${variant}" \
+            --out_dir "${long_set}_variants"
     done
+fi
+
+out=${asr_exp}/decode_longform_$(basename "${inference_model}" .pth)
+# The recordings with VAD and their utterances as clips, each decoded whole,
+# at each of ${scales}; the variants' recordings and the original ones
+# beside them at each of ${variant_scales}.
+jobs=()
+for scale in ${scales}; do jobs+=("${scale} long" "${scale} clips"); done
+if [ -n "${variants}" ]; then
+    for scale in ${variant_scales}; do
+        case " ${scales} " in *" ${scale} "*) ;; *) jobs+=("${scale} long") ;; esac
+        for variant in ${variants}; do jobs+=("${scale} ${variant}"); done
+    done
+fi
+for job in "${jobs[@]}"; do
+    read -r scale what <<< "${job}"
+    vad=true
+    case "${what}" in
+        long) list=${long_set}/recordings.scp ;;
+        clips) list=${long_set}/clips.scp; vad=false ;;
+        *) list=${long_set}_variants/${what}/recordings.scp ;;
+    esac
+    dir=${out}/${scale}/${what}
+    if [ "${dir}/done" -nt "${asr_exp}/${inference_model}" ]; then
+        log "${dir}: decoded by this model already"
+        continue
+    fi
+    log "Transcribing ${list} at ${scale} (--vad ${vad}) -> ${dir}"
+    mkdir -p "${dir}"
+    # shellcheck disable=SC2046,SC2086
+    python3 -m espnet_mtsk.bin.transcribe $(cut -d' ' -f2 "${list}") \
+        --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
+        --scale "${scale}" --crop_size "${crop_size}" --vad "${vad}" \
+        --subtitles json --output_dir "${dir}" --progress false ${transcribe_opts} > "${dir}/transcribe.log"
+    touch "${dir}/done"
 done
 
 log "Scoring -> ${asr_exp}/RESULTS_longform.md"
+variant_args=()
+if [ -n "${variants}" ]; then
+    for variant in ${variants}; do variant_args+=(--variant "${variant}" "${out}/{scale}/${variant}"); done
+    # shellcheck disable=SC2206
+    variant_args+=(--variant_scales ${variant_scales})
+fi
 # shellcheck disable=SC2086
 python3 -m local.longform_score --set_dir "${long_set}" --long_dir "${out}/{scale}/long" \
-    --clip_dir "${out}/{scale}/clips" --scales ${scales} --out "${asr_exp}/RESULTS_longform.md"
+    --clip_dir "${out}/{scale}/clips" --scales ${scales} "${variant_args[@]}" --out "${asr_exp}/RESULTS_longform.md"
