@@ -29,7 +29,7 @@ from common import machine  # noqa: E402
 
 from espnet_mtsk.data.video import VideoScpReader  # noqa: E402
 from espnet_mtsk.encoders.whisper import HFWhisperEncoder  # noqa: E402
-from espnet_mtsk.scoring import normalise  # noqa: E402
+from espnet_mtsk.reporting.scoring import normalise  # noqa: E402
 
 
 def window_arg(value: str) -> Union[float, str]:

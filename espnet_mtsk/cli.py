@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Callable, Dict, Iterator, Optional
 
+from espnet2.utils.types import str2bool
+
 
 def run_logged(work: Callable[[], object]) -> int:
     """Runs a command's work: 0 when it succeeds; 1 when it stops on a
@@ -61,6 +63,23 @@ def key_value(text: str) -> tuple[str, str]:
     if not sep or not key or not value:
         raise ValueError(f"expected OPTION=VALUE, got {text!r}")
     return key, value
+
+
+def add_pretrained_arguments(parser) -> None:
+    """``--pretrained_dir`` and ``--accept_pretrained_changes``, as every
+    decoding command takes them."""
+    parser.add_argument(
+        "--pretrained_dir", type=key_value, action="append", default=[], metavar="OPTION=PATH",
+        help="where a pretrained folder or file of the model's config is on this "
+        "machine, e.g. llm_conf.model_dir=/data/Llama-3.2-1B (a packed model "
+        "checks it holds the weights it was trained with)",
+    )
+    parser.add_argument(
+        "--accept_pretrained_changes", type=str2bool, default=False,
+        help="decode although the weights of a pretrained folder or file differ from "
+        "those the training started from (recorded in pretrained_fingerprints.json "
+        "beside --asr_model_file)",
+    )
 
 
 @contextlib.contextmanager

@@ -20,6 +20,8 @@ import soundfile
 SAMPLE_RATE = 16000
 VIDEO_FPS = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // VIDEO_FPS  # 640
+# A stretch of a media file, (start, end) in seconds on its clock (``clock_origin``).
+Span = Tuple[float, float]
 
 # atomic_path's temporary names: "." + the target's name + "." + 8 random
 # characters (hex digits; tempfile.mkstemp's made by earlier versions) + the

@@ -3,7 +3,7 @@ whether they are whole, and whether they are the ones a model was trained
 with.
 
 A packed model that does not carry a large pretrained folder records a
-*reference* to it (see ``espnet_mtsk.bin.pack``): the config option that
+*reference* to it (see ``espnet_mtsk.tasks.pack``): the config option that
 names it, its path and origin (hub id or URL) on the packing machine, and a
 fingerprint of its weight files (size and sha256 of each). ``find_pretrained``
 finds the same weights on this machine or says which folder differs and

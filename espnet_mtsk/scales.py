@@ -46,6 +46,12 @@ class Scale:
         return self.id
 
 
+def reads_only(modalities: Sequence[str], present: Sequence[str]) -> bool:
+    """Whether a scale that reads ``modalities`` can decode an input that
+    holds only the ``present`` ones."""
+    return set(modalities) <= set(present)
+
+
 def parse_scale(scale_id: str) -> Scale:
     """``"a4_v2"`` -> Scale((("audio", 4), ("video", 2))); errors name the id."""
     rates = []

@@ -31,9 +31,9 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 from scipy import stats
 
-from espnet_mtsk.baselines import score_baselines
+from espnet_mtsk.reporting.baselines import score_baselines
+from espnet_mtsk.reporting.scoring import score_dir
 from espnet_mtsk.scales import config_scales
-from espnet_mtsk.scoring import score_dir
 
 # lora none: no adapters, the whole LLM trains (the SynthGRID recipe's model).
 LORA_NAMES = {"ms": "MS-LoRA", "ss": "SS-LoRA", "mss": "MSS-LoRA", "none": "whole LLM"}
@@ -290,7 +290,7 @@ def main(cmd=None):
     parser.add_argument("--decode_tag", help="each experiment's decoding to score, as avsr.sh names it "
                         "(decode_<inference config>_<model>); default: its only decode_* folder")
     parser.add_argument("--baselines", nargs="*", type=Path, default=[],
-                        help="avsr.sh stage-16 folders of ESPnet models (espnet_mtsk.baselines)")
+                        help="avsr.sh stage-16 folders of ESPnet models (espnet_mtsk.reporting.baselines)")
     parser.add_argument("tags", nargs="+", help="experiments exp_dir/asr_<tag>")
     args = parser.parse_args(cmd)
     wers, epochs = collect(args.exp_dir, args.data_dir, args.tags, args.test_sets, args.decode_tag)

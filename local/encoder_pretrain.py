@@ -100,6 +100,15 @@ class CTCPretrainer(torch.nn.Module):
         return out
 
 
+def add_schedule_arguments(parser: argparse.ArgumentParser, lr: float) -> None:
+    """``--epochs``, ``--batch_size``, ``--lr`` (default ``lr``) and ``--seed``
+    of a stage-9 pre-training."""
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def warmup_cosine(optim: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """The stage-9 pre-trainings' schedule over ``steps``: a linear warm-up
     over the first tenth, then a cosine decay to 0."""
@@ -236,10 +245,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train_dir", type=Path, required=True)
     parser.add_argument("--valid_dir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    add_schedule_arguments(parser, lr=1e-3)
     parser.add_argument("--init", type=Path, default=None, help="a checkpoint of this script to start from")
     parser.add_argument("--noise_scp", default=None, help="noise for the audio, as in training")
     parser.add_argument("--noise_db_range", default=DEFAULT_DB_RANGE, help="SNR range (dB), 'low_high'")

@@ -41,14 +41,13 @@ import numpy as np
 import torch
 from espnet2.fileio.read_text import read_2columns_text
 
-from espnet_mtsk.bin.avsr_inference import add_pretrained_arguments
-from espnet_mtsk.cli import run_logged
+from espnet_mtsk.cli import add_pretrained_arguments, run_logged
 from espnet_mtsk.compress import AvgPoolCompressor
-from espnet_mtsk.cost import encoder_frame_rates
 from espnet_mtsk.data.encoded import read_variants_scp
 from espnet_mtsk.data.scp import AudioDirReader
 from espnet_mtsk.data.video import VideoScpReader
 from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, write_lines
+from espnet_mtsk.reporting.cost import encoder_frame_rates
 from espnet_mtsk.scales import Scale, parse_scale
 from espnet_mtsk.tasks.avsr import AVSRTask
 

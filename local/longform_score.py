@@ -36,10 +36,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import jiwer
 from espnet2.fileio.read_text import read_2columns_text
 
+from espnet_mtsk.decoding.policy import is_adaptive
 from espnet_mtsk.fileio import write_lines
-from espnet_mtsk.policy import is_adaptive
+from espnet_mtsk.reporting.scoring import normalise
 from espnet_mtsk.scales import parse_scale
-from espnet_mtsk.scoring import normalise
 
 TOLERANCE = 0.3  # seconds a segment boundary may be off the true speech boundary
 TARGET_WER_GAP = 1.0  # long-form WER points over the clips' at most

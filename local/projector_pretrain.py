@@ -45,7 +45,7 @@ from espnet_mtsk.fileio import atomic_path
 from espnet_mtsk.model import DATA_NAMES, ESPnetMTSKModel
 from espnet_mtsk.scales import projector_keys
 from espnet_mtsk.tasks.avsr import AVSRTask
-from local.encoder_pretrain import transcript_tokens, warmup_cosine
+from local.encoder_pretrain import add_schedule_arguments, transcript_tokens, warmup_cosine
 
 
 class EmbeddingCTCHead(torch.nn.Module):
@@ -279,10 +279,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="ESPnet data triple path,name,type (repeat; a text triple among them)")
     parser.add_argument("--valid_data", action="append", required=True, help="likewise, for validation")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    add_schedule_arguments(parser, lr=2e-3)
     return parser
 
 

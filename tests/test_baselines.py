@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from espnet_mtsk.baselines import baselines_markdown, read_baseline, score_baselines
 from espnet_mtsk.bin import score
+from espnet_mtsk.reporting.baselines import baselines_markdown, read_baseline, score_baselines
 
 REFS = {"u1": "bin blue at a one now", "u2": "set red by b two soon"}
 

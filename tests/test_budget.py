@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from espnet_mtsk.budget import ScaleCost, choose_scale, read_scale_table, write_scale_table
-from espnet_mtsk.scoring import Errors, Score
+from espnet_mtsk.decoding.budget import ScaleCost, choose_scale, read_scale_table
+from espnet_mtsk.reporting.scoring import Errors, Score, write_scale_table
 
 NO_CHARS = Errors(10, 0, 0, 0, 0, 0, 0)
 

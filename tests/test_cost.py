@@ -6,7 +6,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from espnet_mtsk.bin import cost_report
-from espnet_mtsk.cost import encoder_frame_rates, prefill_flops, scale_costs
+from espnet_mtsk.reporting.cost import encoder_frame_rates, prefill_flops, scale_costs
 from espnet_mtsk.scales import matryoshka_scales
 
 SHAPE = dict(hidden_size=64, intermediate_size=160, num_hidden_layers=3,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from conftest import kill_when_logged
-from espnet_mtsk.bin.avsr_inference import AVSR2Text
+from espnet_mtsk.decoding.avsr2text import AVSR2Text
 from espnet_mtsk.tasks.trainer import rank_differences
 from test_resume import MAX_EPOCH, training_command
 

@@ -12,9 +12,9 @@ import pytest
 
 from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS
 from faces import talking_face
-from espnet_mtsk.longform import Segment
-from espnet_mtsk.subtitles import write_subtitles
-from espnet_mtsk.vad import SpeechSegmenter, fixed_windows, merge_close, to_frame_grid
+from espnet_mtsk.decoding.longform import Segment
+from espnet_mtsk.decoding.subtitles import write_subtitles
+from espnet_mtsk.decoding.vad import SpeechSegmenter, fixed_windows, merge_close, to_frame_grid
 
 pytest.importorskip("silero_vad")
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
@@ -146,7 +146,7 @@ def model_folder(tmp_path_factory, llm_dir, whisper_dir):
 
 
 def decoder(folder, **kwargs):
-    from espnet_mtsk.bin.avsr_inference import AVSR2Text
+    from espnet_mtsk.decoding.avsr2text import AVSR2Text
 
     return AVSR2Text(str(folder / "config.yaml"), str(folder / "model.pth"), beam_size=1, max_new_tokens=3, **kwargs)
 
@@ -172,7 +172,7 @@ def face_video(path, wave, face_from, face_to, size=128, lips=True):
 def lips_first_policy(avsr, folder):
     """policy.json of a policy over a2 and a2_v1 that ignores the sound and
     takes a2_v1 whenever there is a face."""
-    from espnet_mtsk.policy import AdaptivePolicy, OperatingPoint
+    from espnet_mtsk.decoding.policy import AdaptivePolicy, OperatingPoint
 
     width = 2 * avsr.model.encoders["audio"].output_size()
     policy = AdaptivePolicy(conditions=["clean"], scales=["a2", "a2_v1"], modalities=[["audio"], ["audio", "video"]],
@@ -186,7 +186,7 @@ def lips_first_policy(avsr, folder):
 @needs_espeak
 def test_faceless_middle_is_decoded_from_the_sound(tmp_path, model_folder, avsr, sentences, caplog, monkeypatch):
     from espnet_mtsk.data import mouth_track
-    from espnet_mtsk.longform import LongForm, transcribe_long
+    from espnet_mtsk.decoding.longform import LongForm, transcribe_long
 
     wave, truth = string_together([0.6, sentences[0][: int(1.6 * SAMPLE_RATE)], 1.0,
                                    sentences[1][: int(1.6 * SAMPLE_RATE)], 1.0,
@@ -246,7 +246,7 @@ def test_faceless_middle_is_decoded_from_the_sound(tmp_path, model_folder, avsr,
 
     # An audio-only scale never starts the face tracker.
     monkeypatch.setattr(mouth_track.MouthTrack, "__call__", lambda *a: pytest.fail("face tracker started"))
-    monkeypatch.setattr("espnet_mtsk.longform.MouthTrack", mouth_track.MouthTrack)
+    monkeypatch.setattr("espnet_mtsk.decoding.longform.MouthTrack", mouth_track.MouthTrack)
     audio_only = LongForm(avsr, "a2")
     assert [s.scale for s in audio_only(audio_only.plan(str(tmp_path / "talk.mp4")))] == ["a2"] * 3
 
@@ -273,7 +273,7 @@ def test_mouth_track_crops_match_the_clip_crops(tmp_path):
 
 @needs_mediapipe
 def test_no_speech_and_no_sound(tmp_path, avsr, caplog):
-    from espnet_mtsk.longform import LongForm, transcribe_long
+    from espnet_mtsk.decoding.longform import LongForm, transcribe_long
 
     face_video(tmp_path / "quiet.mp4", np.zeros(3 * SAMPLE_RATE, np.float32), 9, 9)
     with caplog.at_level(logging.WARNING):

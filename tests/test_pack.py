@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from espnet_mtsk.bin import pack
-from espnet_mtsk.bin.avsr_inference import AVSR2Text
+from espnet_mtsk.decoding.avsr2text import AVSR2Text
 from test_checkpoint import _train
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"

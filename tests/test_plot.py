@@ -1,9 +1,9 @@
 import pytest
 from test_baselines import fake_baseline, write_refs
 
-from espnet_mtsk.baselines import score_baselines
-from espnet_mtsk.plot import build_figure, task_of
-from espnet_mtsk.scoring import Errors, Score
+from espnet_mtsk.reporting.baselines import score_baselines
+from espnet_mtsk.reporting.plot import build_figure, task_of
+from espnet_mtsk.reporting.scoring import Errors, Score
 
 
 def score(dataset, scale, tokens, wer):

@@ -1,4 +1,4 @@
-"""The per-utterance scale policy (``--scale adaptive``, ``espnet_mtsk.policy``)
+"""The per-utterance scale policy (``--scale adaptive``, ``espnet_mtsk.decoding.policy``)
 on the tiny mode-all model: its choice on constructed clean, babble-masked
 and silent inputs, the cost of its cascade, its operating points, the files
 it lives in (missing, corrupt, packed) and ``bin/fit_policy`` end to end.
@@ -24,9 +24,9 @@ import torch
 
 from conftest import write_model_files
 from espnet_mtsk.bin import fit_policy, pack
-from espnet_mtsk.bin.avsr_inference import AVSR2Text
 from espnet_mtsk.data.augment import mix_at_snr
-from espnet_mtsk.policy import (
+from espnet_mtsk.decoding.avsr2text import AVSR2Text
+from espnet_mtsk.decoding.policy import (
     DECODING_FILE,
     POLICY_FILE,
     AdaptivePolicy,
@@ -37,6 +37,7 @@ from espnet_mtsk.policy import (
     is_adaptive,
     pareto,
     pooled_states,
+    run_choices,
     simulate,
 )
 from espnet_mtsk.scales import parse_scale
@@ -284,6 +285,21 @@ def test_simulate_charges_both_passes():
     assert policy.choose(posterior[:1], cascade, present=["audio"]) == [Choice("a2")]
     with pytest.raises(ValueError, match=r"no scale of the policy .* works with \['tactile'\] only"):
         policy.choose(posterior, cascade, present=["tactile"])
+
+
+def test_choices_run_a_pass_a_scale_at_a_time():
+    choices = [Choice("a2", "a2_v1", -0.5), Choice("a2_v1"), Choice("a2", "a2_v1", -0.5), Choice("v1")]
+    first_scores = {0: -0.2, 1: -0.1, 2: -0.9, 3: -3.0}
+    calls = []
+
+    def decode(scale, utterances):
+        calls.append((scale, utterances))
+        return [first_scores[u] if len(calls) <= 3 else 0.0 for u in utterances]
+
+    passes = run_choices(choices, decode)
+    # One call per scale and pass; only u2 scored below its threshold.
+    assert calls == [("a2", [0, 2]), ("a2_v1", [1]), ("v1", [3]), ("a2_v1", [2])]
+    assert passes == [["a2"], ["a2_v1"], ["a2", "a2_v1"], ["v1"]]
 
 
 # 3. Operating points, the Pareto front, the file format and the ids.
@@ -599,8 +615,8 @@ def test_inference_writes_the_choices_and_scoring_reads_them(tmp_path, model_dir
     passes and estimator time, its tokens are every pass's and its score the
     last pass's, and policy_scoring counts the choices per condition."""
     from espnet_mtsk.bin import avsr_inference
-    from espnet_mtsk.policy_scoring import read_run
-    from espnet_mtsk.scoring import score_dir
+    from espnet_mtsk.reporting.policy_scoring import read_run
+    from espnet_mtsk.reporting.scoring import score_dir
 
     data, _, condition = fit_set
     features = fit_policy.audio_features(avsr, data / "wav.scp", batch_size=8)

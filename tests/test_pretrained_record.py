@@ -14,7 +14,7 @@ from espnet2.train.trainer import Trainer
 
 from conftest import model_config
 from espnet_mtsk.bin import pack
-from espnet_mtsk.bin.avsr_inference import AVSR2Text
+from espnet_mtsk.decoding.avsr2text import AVSR2Text
 from espnet_mtsk.tasks.avsr import AVSRTask, freeze
 from espnet_mtsk.tasks.checkpoint import PRETRAINED_RECORD
 from espnet_mtsk.tasks.trainer import AVSRTrainer

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import SYNTHGRID_RECIPE as RECIPE, link_recipe
 
-from espnet_mtsk.policy import AdaptivePolicy
+from espnet_mtsk.decoding.policy import AdaptivePolicy
 from espnet_mtsk.scales import config_scales, projector_keys
 
 TEST_SETS = ["test_clean", "test_snr-5", "test_snr0", "test_snr5", "test_snr10", "test_mixed", "test_noisy"]

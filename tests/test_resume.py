@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from conftest import SENTENCES, kill_when_logged, model_config
-from espnet_mtsk.bin.avsr_inference import AVSR2Text
+from espnet_mtsk.decoding.avsr2text import AVSR2Text
 from test_cli import _data_args, _datadir
 
 MAX_EPOCH = 3

@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from espnet_mtsk import scoring
-from espnet_mtsk.scoring import characters, results_markdown, score_dir
+from espnet_mtsk.reporting import scoring
+from espnet_mtsk.reporting.scoring import characters, results_markdown, score_dir
 
 
 def write_decoding(decode_dir, hyps, seconds=2.0, tokens=25):

@@ -18,11 +18,11 @@ cv2 = pytest.importorskip("cv2")
 from conftest import write_model_files  # noqa: E402
 from faces import talking_face  # noqa: E402
 from espnet_mtsk.bin import pack  # noqa: E402
-from espnet_mtsk.bin.avsr_inference import AVSR2Text  # noqa: E402
 from espnet_mtsk.bin.transcribe import main  # noqa: E402
 from espnet_mtsk.data.mouth_track import MouthTrack  # noqa: E402
-from espnet_mtsk.longform import LongForm  # noqa: E402
 from espnet_mtsk.data.video import write_video_mp4  # noqa: E402
+from espnet_mtsk.decoding.avsr2text import AVSR2Text  # noqa: E402
+from espnet_mtsk.decoding.longform import LongForm  # noqa: E402
 from espnet_mtsk.tasks.avsr import AVSRTask  # noqa: E402
 from test_pack import caches  # noqa: E402,F401  (espnet_model_zoo's and our caches in tmp_path)
 

@@ -28,7 +28,7 @@ need_apt=()
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 [ -e /usr/lib/x86_64-linux-gnu/libespeak-ng.so.1 ] || ldconfig -p | grep -q libespeak-ng || need_apt+=(libespeak-ng1)
 command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
-# sclite scores every decoding, as ESPnet's asr.sh does (espnet_mtsk/scoring.py).
+# sclite scores every decoding, as ESPnet's asr.sh does (espnet_mtsk/reporting/scoring.py).
 command -v sclite >/dev/null || [ -x /usr/lib/sctk/bin/sclite ] || need_apt+=(sctk)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo

@@ -6,7 +6,7 @@
 
 Prints, per scale: audio-visual tokens per second of speech, the prompt
 length for ``--seconds`` of speech, and the LLM's prefill GFLOPs for it (see
-``espnet_mtsk.cost``). The LLM's shape comes from the ``config.json`` of the
+``espnet_mtsk.reporting.cost``). The LLM's shape comes from the ``config.json`` of the
 config's LLM folder, or from ``--llm_shape`` (a known model or a config.json)
 when the folder is not on this machine; the prompt lengths from its
 tokenizer when present, else from a word count.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from espnet_mtsk.cost import LLM_SHAPES, encoder_frame_rates, scale_costs
 from espnet_mtsk.llm.causal_lm import PROMPTS
+from espnet_mtsk.reporting.cost import LLM_SHAPES, encoder_frame_rates, scale_costs
 from espnet_mtsk.scales import matryoshka_scales
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fits the per-utterance scale policy (``espnet_mtsk.policy``) on a noisy dev
+"""Fits the per-utterance scale policy (``espnet_mtsk.decoding.policy``) on a noisy dev
 set that ``avsr_inference --scales ...`` decoded at every scale.
 
     python -m espnet_mtsk.bin.fit_policy --asr_train_config exp/x/config.yaml \\
@@ -31,9 +31,10 @@ import torch
 from espnet2.fileio.read_text import read_2columns_text
 from espnet2.utils.types import str_or_none
 
-from espnet_mtsk.bin.avsr_inference import AVSR2Text, add_pretrained_arguments
-from espnet_mtsk.policy import DECODING_FILE, AdaptivePolicy, OperatingPoint, pareto, pooled_states, simulate
-from espnet_mtsk.scoring import count_errors, normalise
+from espnet_mtsk.cli import add_pretrained_arguments
+from espnet_mtsk.decoding.avsr2text import AVSR2Text
+from espnet_mtsk.decoding.policy import DECODING_FILE, AdaptivePolicy, OperatingPoint, pareto, pooled_states, simulate
+from espnet_mtsk.reporting.scoring import count_errors, normalise
 from espnet_mtsk.tasks.avsr import AVSRTask
 
 

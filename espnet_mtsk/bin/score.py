@@ -4,7 +4,7 @@ RESULTS.md, with the rows of the ESPnet models decoded beside it
 (``--baselines``), and, with ``--scale_table``, the per-scale cost table of
 one set that ``--scale auto`` chooses from; with ``--policy_sets`` and
 ``--policies``, a section per set on the per-utterance policy
-(``espnet_mtsk.policy_scoring``: the set's ``utt2condition`` gives each
+(``espnet_mtsk.reporting.policy_scoring``: the set's ``utt2condition`` gives each
 utterance's condition)."""
 
 import argparse
@@ -12,11 +12,10 @@ from pathlib import Path
 
 from espnet2.fileio.read_text import read_2columns_text
 
-from espnet_mtsk.baselines import baselines_markdown, score_baselines
-from espnet_mtsk.budget import write_scale_table
-from espnet_mtsk.plot import plot_pareto
-from espnet_mtsk.policy_scoring import policy_markdown, read_run
-from espnet_mtsk.scoring import results_markdown, score_dir
+from espnet_mtsk.reporting.baselines import baselines_markdown, score_baselines
+from espnet_mtsk.reporting.plot import plot_pareto
+from espnet_mtsk.reporting.policy_scoring import policy_markdown, read_run
+from espnet_mtsk.reporting.scoring import results_markdown, score_dir, write_scale_table
 
 
 def main(cmd=None):
@@ -28,7 +27,7 @@ def main(cmd=None):
     parser.add_argument("--test_sets", nargs="+", required=True)
     parser.add_argument("--scales", nargs="*", default=[])
     parser.add_argument("--baselines", nargs="*", type=Path, default=[],
-                        help="stage-16 folders of ESPnet models (espnet_mtsk.baselines)")
+                        help="stage-16 folders of ESPnet models (espnet_mtsk.reporting.baselines)")
     parser.add_argument("--results", type=Path, required=True, help="RESULTS.md to write")
     parser.add_argument("--title", default="Results")
     parser.add_argument("--scale_table", type=Path, help="scale_table.json to write")

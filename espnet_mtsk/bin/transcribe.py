@@ -51,11 +51,11 @@ from espnet2.utils.types import str2bool
 # ESPnet's attention module prints to stdout when flash-attn is missing, and
 # stdout carries the transcript: the message is logged (--verbose) instead.
 with contextlib.redirect_stdout(io.StringIO()) as _import_messages:
-    from espnet_mtsk.bin.avsr_inference import AVSR2Text, add_pretrained_arguments
-from espnet_mtsk.cli import model_source, native_stderr_silenced
+    from espnet_mtsk.decoding.avsr2text import AVSR2Text
+from espnet_mtsk.cli import add_pretrained_arguments, model_source, native_stderr_silenced
 from espnet_mtsk.data.mouth_roi import MOUTH_SIZE
-from espnet_mtsk.longform import STILL_LIPS, LongForm, transcribe_long
-from espnet_mtsk.subtitles import FORMATS, write_subtitles
+from espnet_mtsk.decoding.longform import STILL_LIPS, LongForm, transcribe_long
+from espnet_mtsk.decoding.subtitles import FORMATS, write_subtitles
 
 
 def transcribe_file(avsr: AVSR2Text, path: str, scale: Optional[str] = None, **options) -> str:

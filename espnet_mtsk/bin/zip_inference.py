@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Decode a model of ESPnet's ASR task (an espnet_model_zoo name, a local
 zip, or config + checkpoint) over a data set with ESPnet's own
-``Speech2Text`` and beam search, writing what ``espnet_mtsk.scoring`` reads:
+``Speech2Text`` and beam search, writing what ``espnet_mtsk.reporting.scoring`` reads:
 
     python -m espnet_mtsk.bin.zip_inference --model_tag exp/x/x.zip \\
         --data_path_and_name_and_type dump/raw/test/wav.scp,speech,sound \\

@@ -9,7 +9,6 @@ a clip). At most one frame per decoder is held at full size, so memory does
 not grow with the file's length.
 """
 
-import logging
 from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
@@ -26,8 +25,7 @@ from espnet_mtsk.data.mouth_roi import (
     warp_to_mouth,
 )
 from espnet_mtsk.data.video import FrameStream
-from espnet_mtsk.fileio import VIDEO_FPS
-from espnet_mtsk.vad import Span
+from espnet_mtsk.fileio import VIDEO_FPS, Span
 
 
 def lip_activity(points: np.ndarray) -> float:

@@ -24,11 +24,14 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from scipy.special import softmax
+
+from espnet_mtsk.decoding.budget import most_accurate_within
+from espnet_mtsk.scales import reads_only
 
 POLICY_FILE = "policy.json"
 # Written by decoding into its output folder (``AVSR2Text.decoding_settings``);
@@ -131,18 +134,18 @@ class AdaptivePolicy:
     def point(self, budget: Optional[float] = None) -> OperatingPoint:
         """The most accurate fitted point within ``budget`` tokens/s
         (None: the most accurate of all); ties go to the cheaper."""
-        fits = [p for p in self.points if budget is None or p.tokens_per_sec <= budget]
-        if not fits:
+        best = most_accurate_within(self.points, lambda p: p.wer, lambda p: (p.tokens_per_sec,), (budget,))
+        if best is None:
             cheapest = min(self.points, key=lambda p: p.tokens_per_sec)
             raise ValueError(
                 f"no operating point of the adaptive policy fits {budget} tokens/s; the "
                 f"cheapest needs {cheapest.tokens_per_sec:.2f} tokens/s on {self.fit_set}"
             )
-        return min(fits, key=lambda p: (p.wer, p.tokens_per_sec))
+        return best
 
     def usable(self, present: Sequence[str]) -> np.ndarray:
         """Which of the policy's scales read only the ``present`` modalities (S,)."""
-        return np.array([set(m) <= set(present) for m in self.modalities])
+        return np.array([reads_only(m, present) for m in self.modalities])
 
     def choose(
         self, posterior: np.ndarray, point: OperatingPoint, present: Sequence[str] = ("audio", "video")
@@ -222,6 +225,29 @@ class AdaptivePolicy:
             raise ValueError(f"{path}: not an adaptive policy ({e})") from e
 
 
+def run_choices(choices: Sequence[Choice], decode: Callable[[str, List[int]], Sequence[float]]) -> List[List[str]]:
+    """Carries out per-utterance choices: a pass's utterances of one scale go
+    to ``decode(scale, utterances)`` together, which returns their
+    transcripts' scores; a cascade's second pass takes those whose first
+    score is below its threshold. -> the scales each utterance was decoded
+    at, in order: its last pass's transcript is the one it keeps. Decoding
+    and ``simulate`` both run the policy through it, so the fitted operating
+    points are those decoding reaches."""
+    passes: List[List[str]] = [[] for _ in choices]
+    todo = {i: choice.first for i, choice in enumerate(choices)}
+    while todo:
+        by_scale: Dict[str, List[int]] = {}
+        for i, scale in todo.items():
+            by_scale.setdefault(scale, []).append(i)
+        todo = {}
+        for scale, utterances in by_scale.items():
+            for i, score in zip(utterances, decode(scale, utterances)):
+                passes[i].append(scale)
+                if len(passes[i]) == 1 and choices[i].needs_second(score):
+                    todo[i] = choices[i].second
+    return passes
+
+
 def simulate(
     policy: AdaptivePolicy,
     posterior: np.ndarray,
@@ -234,16 +260,9 @@ def simulate(
     utterance and scale (U, S) the word errors, LLM tokens and transcript
     scores. Returns the summed errors and tokens, both passes charged."""
     index = {s: i for i, s in enumerate(policy.scales)}
-    total_errors = total_tokens = 0.0
-    for u, choice in enumerate(policy.choose(posterior, point)):
-        first = index[choice.first]
-        total_tokens += tokens[u, first]
-        if choice.needs_second(scores[u, first]):
-            second = index[choice.second]
-            total_tokens += tokens[u, second]
-            total_errors += errors[u, second]
-        else:
-            total_errors += errors[u, first]
+    passes = run_choices(policy.choose(posterior, point), lambda scale, utts: scores[utts, index[scale]])
+    total_tokens = sum(float(tokens[u, index[s]]) for u, scales in enumerate(passes) for s in scales)
+    total_errors = sum(float(errors[u, index[scales[-1]]]) for u, scales in enumerate(passes))
     return total_errors, total_tokens
 
 

@@ -12,14 +12,12 @@ fits.
 
 import logging
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List
 
 import numpy as np
 import torch
 
-from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS
-
-Span = Tuple[float, float]  # (start, end) in seconds
+from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS, Span
 
 
 def load_silero():

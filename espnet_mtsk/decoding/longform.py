@@ -22,9 +22,9 @@ import numpy as np
 
 from espnet_mtsk.data.mouth_roi import MOUTH_SIZE
 from espnet_mtsk.data.mouth_track import MouthTrack
-from espnet_mtsk.fileio import SAMPLE_RATE, decode_audio, from_pcm16, media_streams
+from espnet_mtsk.decoding.vad import SpeechSegmenter, fixed_windows, segment_of, to_frame_grid
+from espnet_mtsk.fileio import SAMPLE_RATE, Span, decode_audio, from_pcm16, media_streams
 from espnet_mtsk.model import DATA_NAMES
-from espnet_mtsk.vad import Span, SpeechSegmenter, fixed_windows, segment_of, to_frame_grid
 
 STILL_LIPS = ("auto", "audio", "skip")
 MOVING_ELSEWHERE = "lips move elsewhere in the file: not the talker on screen; --still_lips audio decodes it"

@@ -16,8 +16,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from espnet2.fileio.read_text import read_2columns_text
 
-from espnet_mtsk.policy import is_adaptive
-from espnet_mtsk.scoring import Score, count_errors, normalise
+from espnet_mtsk.decoding.policy import is_adaptive
+from espnet_mtsk.reporting.scoring import Score, count_errors, normalise
 
 
 @dataclass

@@ -10,11 +10,11 @@ scale.
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple, TypeVar
 
-from espnet_mtsk.scoring import Score
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -27,21 +27,8 @@ class ScaleCost:
     rtf: float
 
 
-def write_scale_table(scores: Sequence[Score], path: Path, dataset: str) -> None:
-    """Writes the scale table from the scores of ``dataset``."""
-    rows = [
-        ScaleCost(s.scale, round(s.wer, 2), round(s.tokens_per_sec, 2), round(s.rtf, 4))
-        for s in scores
-        if s.dataset == dataset
-    ]
-    if not rows:
-        raise ValueError(f"no scores for '{dataset}' to build a scale table from")
-    table = {"dataset": dataset, "scales": [asdict(r) for r in rows]}
-    Path(path).write_text(json.dumps(table, indent=2) + "\n")
-
-
 def read_scale_table(path: Path) -> List[ScaleCost]:
-    """The rows of a scale table written by ``write_scale_table``."""
+    """The rows of a scale table (``espnet_mtsk.reporting.scoring.write_scale_table``)."""
     try:
         table = json.loads(Path(path).read_text())
         return [ScaleCost(**row) for row in table["scales"]]
@@ -52,6 +39,19 @@ def read_scale_table(path: Path) -> List[ScaleCost]:
         ) from None
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a scale table ({e})") from e
+
+
+def most_accurate_within(
+    items: Sequence[T],
+    wer: Callable[[T], float],
+    costs: Callable[[T], Tuple[float, ...]],
+    limits: Sequence[Optional[float]],
+) -> Optional[T]:
+    """The item of lowest ``wer`` among those whose ``costs`` are each within
+    their limit (None: no limit), ties to the cheaper; None when none fits.
+    A tighter limit only removes candidates, so it never picks a costlier item."""
+    fits = [x for x in items if all(limit is None or c <= limit for c, limit in zip(costs(x), limits))]
+    return min(fits, key=lambda x: (wer(x), *costs(x)), default=None)
 
 
 def choose_scale(
@@ -69,20 +69,14 @@ def choose_scale(
     rows = [r for r in table if allowed is None or r.scale in allowed]
     if not rows:
         raise ValueError(f"the scale table has none of the scales {list(allowed or [])}")
-    fits = [
-        r
-        for r in rows
-        if (max_tokens_per_sec is None or r.tokens_per_sec <= max_tokens_per_sec)
-        and (max_rtf is None or r.rtf <= max_rtf)
-    ]
-    if not fits:
+    best = most_accurate_within(rows, lambda r: r.wer, lambda r: (r.tokens_per_sec, r.rtf), (max_tokens_per_sec, max_rtf))
+    if best is None:
         cheapest = min(rows, key=lambda r: (r.tokens_per_sec, r.rtf))
         raise ValueError(
             f"no scale fits the budget (tokens/s <= {max_tokens_per_sec}, "
             f"RTF <= {max_rtf}); the cheapest, {cheapest.scale}, needs "
             f"{cheapest.tokens_per_sec} tokens/s at RTF {cheapest.rtf}"
         )
-    best = min(fits, key=lambda r: (r.wer, r.tokens_per_sec, r.rtf))
     logging.info(
         f"Budget (tokens/s <= {max_tokens_per_sec}, RTF <= {max_rtf}) -> scale "
         f"{best.scale}: dev WER {best.wer}%, {best.tokens_per_sec} tokens/s, RTF {best.rtf}"

@@ -5,7 +5,7 @@ A baseline folder holds ``baseline.json`` (``label``, the row name;
 ``task``, ``asr``, ``vsr`` or ``avsr``: the inputs it reads; ``model``,
 the zoo name or zip) and ``decode/<test_set>/<label>/`` as
 ``espnet_mtsk.bin.zip_inference`` writes it, with ``model.json`` (its
-parameter counts). Scoring is ``espnet_mtsk.scoring.score_dir``, the
+parameter counts). Scoring is ``espnet_mtsk.reporting.scoring.score_dir``, the
 Matryoshka model's, so both are normalised alike.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from espnet_mtsk.scoring import Score, score_dir
+from espnet_mtsk.reporting.scoring import Score, score_dir
 
 TASKS = ("asr", "vsr", "avsr")
 

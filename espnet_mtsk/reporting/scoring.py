@@ -1,6 +1,6 @@
 """Per-scale scoring as ESPnet's ``asr.sh`` does it: sclite (SCTK) on trn
 files, WER and CER, ESPnet-style result files, RESULTS.md (its plot:
-``espnet_mtsk.plot``).
+``espnet_mtsk.reporting.plot``).
 
 Decoding writes ``<decode_dir>/<test_set>/<scale>/1best_recog/`` with the
 files ``text``, ``num_tokens``, ``speech_seconds`` and ``decode_seconds``
@@ -15,15 +15,18 @@ sentences. The Debian package ``sctk`` provides sclite
 serves the policy's per-utterance counts.
 """
 
+import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import List, Sequence
 
 import jiwer
 from espnet2.fileio.read_text import read_2columns_text
+
+from espnet_mtsk.decoding.budget import ScaleCost
 
 COUNT_COLUMNS = "|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|"
 _SCLITE_PLACES = ("/usr/lib/sctk/bin/sclite",)
@@ -197,3 +200,17 @@ def results_markdown(scores: Sequence[Score], title: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def write_scale_table(scores: Sequence[Score], path: Path, dataset: str) -> None:
+    """Writes the scale table (``espnet_mtsk.decoding.budget``'s input) from
+    the scores of ``dataset``."""
+    rows = [
+        ScaleCost(s.scale, round(s.wer, 2), round(s.tokens_per_sec, 2), round(s.rtf, 4))
+        for s in scores
+        if s.dataset == dataset
+    ]
+    if not rows:
+        raise ValueError(f"no scores for '{dataset}' to build a scale table from")
+    table = {"dataset": dataset, "scales": [asdict(r) for r in rows]}
+    Path(path).write_text(json.dumps(table, indent=2) + "\n")
