@@ -25,6 +25,7 @@ import torch
 from conftest import write_model_files
 from espnet_mtsk.bin import fit_policy, pack
 from espnet_mtsk.data.augment import mix_at_snr
+from espnet_mtsk.decoding import policy_fit
 from espnet_mtsk.decoding.avsr2text import AVSR2Text
 from espnet_mtsk.decoding.policy import (
     DECODING_FILE,
@@ -178,7 +179,7 @@ def test_the_policy_hears_the_babble_and_reads_the_lips(tmp_path, model_dir, avs
     noisy = [masked(w, noise, i) for i, w in enumerate(clean)]
     x = pooled(avsr, clean + noisy)
     y = np.array(["clean"] * len(clean) + ["snr-5"] * len(noisy))
-    clf, weights, bias = fit_policy.fit_posterior(x, y, components=8, c=10.0)
+    clf, weights, bias = policy_fit.fit_posterior(x, y, components=8, c=10.0)
     assert list(clf.classes_) == ["clean", "snr-5"]
     policy = hand_policy(weights=weights, bias=bias)
     new = voices[3][0][1]
@@ -365,7 +366,7 @@ def test_fit_posterior_is_one_affine_map():
     for labels in (["clean", "snr-5"], ["clean", "snr0", "snr-5"]):
         y = np.array([labels[i % len(labels)] for i in range(30)])
         x_fit = x + 3.0 * (y == labels[-1])[:, None]  # separable enough to matter
-        clf, weights, bias = fit_policy.fit_posterior(x_fit, y, components=5, c=1.0)
+        clf, weights, bias = policy_fit.fit_posterior(x_fit, y, components=5, c=1.0)
         policy = AdaptivePolicy(list(clf.classes_), [], [], weights, bias, np.zeros((len(labels), 0)),
                                 np.zeros(0), [])
         assert np.allclose(policy.posterior(x_fit), clf.predict_proba(x_fit), atol=1e-9)
@@ -559,10 +560,10 @@ def test_fit_policy_end_to_end(tmp_path, model_dir, avsr, fit_set):
     assert policy.point().wer == 0.0 and policy.point().tokens_per_sec <= round((4 * 38 + 4 * 76) / 12, 3)
     # Every recorded point is what simulating it on the set gives.
     utts = sorted(condition)
-    features = fit_policy.audio_features(avsr, data / "wav.scp", batch_size=8)
+    features = policy_fit.audio_features(avsr, data / "wav.scp", batch_size=8)
     x = np.stack([features[u] for u in utts])
     y = np.array([condition[u] for u in utts])
-    posterior = fit_policy.cross_fitted(x, y, np.array([u.split("-")[0] for u in utts]), policy.conditions,
+    posterior = policy_fit.cross_fitted(x, y, np.array([u.split("-")[0] for u in utts]), policy.conditions,
                                         components=8, c=10.0)
     assert np.all((posterior[:, 0] > 0.5) == (y == "clean")), posterior
     index = {u: (condition[u], 2 * (u.startswith("spkB")) + int(u.split("-")[1])) for u in utts}
@@ -619,9 +620,9 @@ def test_inference_writes_the_choices_and_scoring_reads_them(tmp_path, model_dir
     from espnet_mtsk.reporting.scoring import score_dir
 
     data, _, condition = fit_set
-    features = fit_policy.audio_features(avsr, data / "wav.scp", batch_size=8)
+    features = policy_fit.audio_features(avsr, data / "wav.scp", batch_size=8)
     utts = sorted(condition)
-    _, weights, bias = fit_policy.fit_posterior(
+    _, weights, bias = policy_fit.fit_posterior(
         np.stack([features[u] for u in utts]), np.array([condition[u] for u in utts]), components=8, c=10.0)
     # At tradeoff 0.2, clean: a2 10 < a4 10.5 < a2_v1 14, and a cascade on to
     # a2_v1 (threshold 1: always); babble: a2_v1 30 < a4 52.5 < a2 65.

@@ -216,8 +216,7 @@ class AVSR2Text:
         estimate, at most once. Each ``Decoded.seconds`` is what that scale
         (or policy) alone costs: the encoders it read, the estimate, its own
         LLM passes."""
-        batch = to_device(batch, self.device)
-        encodings = _Encodings(self, {k: batch.get(k) for k in ("speech", "speech_lengths", "video", "video_lengths")})
+        encodings = _Encodings(self, to_device(batch, self.device))
         fixed = [self.model.scale(s) for s in scales if not is_adaptive(s)]
         out = {}
         for scale in fixed:
@@ -233,6 +232,14 @@ class AVSR2Text:
             for policy_id in policies:
                 out[policy_id] = self._decode_adaptive(encodings, posterior, estimator_seconds, policy_id)
         return out
+
+    @torch.no_grad()
+    def pooled_audio(self, batch: Dict[str, torch.Tensor]) -> np.ndarray:
+        """A collated batch's pooled audio encoder states (B, 2 D): the
+        policy's features, computed as decoding computes them."""
+        encodings = _Encodings(self, to_device(batch, self.device))
+        encodings.need(["audio"])
+        return pooled_states(*encodings.encoded["audio"])
 
     def _recognize(self, scale_id: str, encoded, index: Optional[List[int]] = None):
         if index is not None:
@@ -325,10 +332,11 @@ class _Encodings:
     """A batch's encoder outputs, each encoder run (and timed) once, when
     first needed."""
 
-    def __init__(self, avsr: AVSR2Text, inputs: Dict[str, Any]):
-        self.avsr, self.inputs = avsr, inputs
-        self.present = [m for m, key in DATA_NAMES.items() if inputs[key] is not None]
-        self.size = len(inputs["speech_lengths" if "audio" in self.present else "video_lengths"])
+    def __init__(self, avsr: AVSR2Text, batch: Dict[str, Any]):
+        self.avsr = avsr
+        self.inputs = {k: batch.get(k) for k in ("speech", "speech_lengths", "video", "video_lengths")}
+        self.present = [m for m, key in DATA_NAMES.items() if self.inputs[key] is not None]
+        self.size = len(self.inputs["speech_lengths" if "audio" in self.present else "video_lengths"])
         self.encoded: Dict[str, Any] = {}
         self.seconds: Dict[str, float] = {}
 
