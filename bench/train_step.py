@@ -44,6 +44,10 @@ it is (its ``scales_per_step`` and buckets). Last line:
 
     python bench/train_step.py --llm_dir egs2/synthgrid/avsr1/exp/pretrained/smollm2-135m \\
         --batch_size 8 --seconds 2.3 --reps 3 --threads 2
+
+``--dtypes float32 bfloat16`` times instead the config as it is (its
+scales per step) with the LLM's weights stored in each dtype: on a CPU
+without native bf16 the second is emulated.
 """
 
 import argparse
@@ -95,11 +99,30 @@ def stepper(model, batch_for):
     return step
 
 
-def real_llm_levers(args, progress: Progress) -> None:
-    """The real-LLM step under each of LEVERS (see the module's doc)."""
-    configured = yaml.safe_load(args.config.read_text())
-    steps, models = {}, {}
+def lever_configs(configured: dict) -> dict:
+    """{row name: config}: each of LEVERS added to those before it, all
+    scales per step; then the config as it is."""
     llm_conf, lora_conf = dict(configured.get("llm_conf", {})), dict(configured["lora_conf"])
+    all_scales = dict(configured, model_conf=dict(configured["model_conf"], scales_per_step=None))
+    out = {}
+    for name, llm_over, lora_over in LEVERS:
+        llm_conf.update(llm_over)
+        lora_conf.update(lora_over)
+        out[name] = dict(all_scales, llm_conf=dict(llm_conf), lora_conf=dict(lora_conf))
+    out[AS_CONFIGURED] = configured
+    return out
+
+
+def dtype_configs(configured: dict, dtypes) -> dict:
+    """{row name: config}: the config as it is with its LLM's weights
+    stored in each of ``dtypes`` (``llm_conf.dtype``)."""
+    return {f"the config, weights in {d}": dict(configured, llm_conf=dict(configured["llm_conf"], dtype=d))
+            for d in dtypes}
+
+
+def real_llm_steps(args, progress: Progress, configs: dict) -> None:
+    """The real-LLM step of each of ``configs`` (see the module's doc)."""
+    steps, models = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         # The audio encoder is not timed: any Whisper of tiny.en's width serves.
         from local.standins import build_whisper
@@ -113,12 +136,7 @@ def real_llm_levers(args, progress: Progress) -> None:
             config.write_text(yaml.safe_dump(conf))
             return build_model(args.llm_dir, config)
 
-        all_scales = dict(configured, model_conf=dict(configured["model_conf"], scales_per_step=None))
-        for name, llm_over, lora_over in LEVERS:
-            llm_conf.update(llm_over)
-            lora_conf.update(lora_over)
-            models[name] = build(dict(all_scales, llm_conf=dict(llm_conf), lora_conf=dict(lora_conf)))
-        models[AS_CONFIGURED] = build(configured)
+        models = {name: build(conf) for name, conf in configs.items()}
     progress(f"built {len(models)} models of {args.config.name}")
     first = next(iter(models.values()))
     batch = make_batch(first.llm.tokenizer, args.batch_size, args.seconds)
@@ -132,16 +150,15 @@ def real_llm_levers(args, progress: Progress) -> None:
         steps[name] = stepper(model, lambda _i: {"text": batch["text"], "text_lengths": batch["text_lengths"]})
     times = time_samples({name: (lambda step=step: step(encoded=encoded)) for name, step in steps.items()},
                          args.reps, progress=progress)
-    base = times[LEVERS[0][0]]
+    base = times[next(iter(models))]
     per_row = {name: Summary(t).format(1 / (models[name].scales_per_step * args.batch_size), 3)
                for name, t in times.items()}
     rows = [(name, Summary(t).format(), per_row[name], Summary(ratios(t, base)).format(digits=2))
             for name, t in times.items()]
-    print(f"{machine(torch.device('cpu'), 'levers below')}; {args.llm_dir.name}, {args.config.name}, "
+    print(f"{machine(torch.device('cpu'), 'rows below')}; {args.llm_dir.name}, {args.config.name}, "
           f"batch {args.batch_size} x {args.seconds} s, scales {first.scale_ids}, {args.reps} repetitions\n")
-    print(table(rows, ["levers (each adds to those above)", "s per step", "s per scale and utterance",
-                       "/ first row"]))
-    print(f"\nper scale and utterance: {per_row[LEVERS[-1][0]]}")
+    print(table(rows, ["config", "s per step", "s per scale and utterance", "/ first row"]))
+    print(f"\nper scale and utterance: {per_row[list(models)[-1]]}")
 
 
 def main():
@@ -153,12 +170,17 @@ def main():
     parser.add_argument("--train_steps", type=int, default=10)
     parser.add_argument("--llm_dir", type=Path, help="a real LLM's HF folder: time the speed levers instead")
     parser.add_argument("--config", type=Path, default=REAL_LLM_CONFIG, help="the real-LLM config (with --llm_dir)")
+    parser.add_argument("--dtypes", nargs="+", choices=["float32", "bfloat16"],
+                        help="with --llm_dir: time the config as it is with its LLM's weights in each of these "
+                             "(llm_conf.dtype) instead of the levers")
     add_machine_args(parser)
     args = parser.parse_args()
     set_machine(parser, args, torch.device("cpu"))
     progress = Progress()
     if args.llm_dir is not None:
-        real_llm_levers(args, progress)
+        configured = yaml.safe_load(args.config.read_text())
+        configs = dtype_configs(configured, args.dtypes) if args.dtypes else lever_configs(configured)
+        real_llm_steps(args, progress, configs)
         return
 
     with tempfile.TemporaryDirectory() as tmp:

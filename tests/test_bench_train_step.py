@@ -45,3 +45,10 @@ def test_train_step_with_a_real_llm_folder_times_each_lever(monkeypatch, capsys,
     assert [name.strip() for name, *_ in rows] == [name for name, _, _ in train_step.LEVERS] + [train_step.AS_CONFIGURED]
     assert rows[0][3].startswith("1.00 ± 0.00") or rows[0][3].startswith("unreliable")
     assert re.search(r"\nper scale and utterance: (\d+\.\d{3} ± \d+\.\d{3}|unreliable.*)\n\Z", out)
+
+
+def test_train_step_times_the_config_per_weight_dtype(monkeypatch, capsys, llm_dir):
+    out = run_bench(monkeypatch, capsys, "--llm_dir", llm_dir, "--dtypes", "float32", "bfloat16")
+    rows = re.findall(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", out, re.M)[1:]
+    assert [name.strip() for name, *_ in rows] == ["the config, weights in float32", "the config, weights in bfloat16"]
+    assert re.search(r"\nper scale and utterance: (\d+\.\d{3} ± \d+\.\d{3}|unreliable.*)\n\Z", out)
