@@ -194,7 +194,7 @@ def test_long_form_set_transcribed_and_scored(recipe_run):
     assert proc.returncode == 0, "the recipe run failed"
     run = subprocess.run(
         ["./run_longform.sh", "--scales", "a4 a4_v3", "--transcribe_opts", QUICK_DECODE,
-         "--longform_opts", "--babble_stretches 1", "--variants", "late_audio vfr still", "--variant_scales", "a4_v3"],
+         "--longform_opts", "--babble_stretches 1", "--variants", "still", "--variant_scales", "a4_v3"],
         cwd=tmp_path, env={**os.environ, "SYNTHGRID": str(tmp_path / "downloads")}, capture_output=True, text=True,
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
@@ -209,9 +209,9 @@ def test_long_form_set_transcribed_and_scored(recipe_run):
         assert len(list((exp / "decode_longform_valid.acc.ave" / scale / "clips").glob("*.json"))) == 2
     table = (exp / "RESULTS_longform.md").read_text()
     assert re.search(r"^\|a4\|2\|", table, re.M) and re.search(r"^\|a4_v3\|2\|", table, re.M)
-    for variant in ("late_audio", "vfr", "still"):
-        assert (long_set.parent / "test_long_variants" / variant / "recordings.scp").exists()
-        assert re.search(rf"^\|{variant}\|a4_v3\|[0-9.]+\|[0-9.]+\|", table, re.M)
+    # One variant end to end (the unit tests check what each variant is).
+    assert (long_set.parent / "test_long_variants" / "still" / "recordings.scp").exists()
+    assert re.search(r"^\|still\|a4_v3\|[0-9.]+\|[0-9.]+\|", table, re.M)
 
 
 def test_compare_trains_per_rate_models_beside_the_matryoshka_one(recipe_run):
