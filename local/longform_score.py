@@ -154,10 +154,10 @@ def false_alarms(
     return alarms, [s for _, here in alarms for s in here if not any(s.overlaps(u) for u in utts)]
 
 
-def long_form_wer(utts: Sequence[Stretch], long_dir: str) -> float:
-    """The WER of the recordings' transcripts in ``long_dir``, each against
-    its utterances' texts joined in time order."""
-    recs, transcripts, _ = read_long_form(utts, long_dir)
+def long_form_wer(utts: Sequence[Stretch], transcripts: Dict[str, Dict]) -> float:
+    """The WER of the recordings' transcripts (``read_long_form``), each
+    against its utterances' texts joined in time order."""
+    recs = sorted(transcripts)
     refs = [" ".join(u.text for u in utts if u.rec == r) for r in recs]
     return rate(*word_errors(refs, [normalise(transcripts[r]["text"]) for r in recs]))
 
@@ -176,10 +176,10 @@ def variants_section(
              "|---|---|---|---|---|---|"]
     for name, folder in variants:
         for scale in scales:
-            here = folder.format(scale=scale)
-            wer = long_form_wer(utts, here)
-            original = long_form_wer(utts, long_dir.format(scale=scale))
-            alarm_segments = false_alarms(utts, babble, read_long_form(utts, here)[2])[1]
+            _, transcripts, segments = read_long_form(utts, folder.format(scale=scale))
+            wer = long_form_wer(utts, transcripts)
+            original = long_form_wer(utts, read_long_form(utts, long_dir.format(scale=scale))[1])
+            alarm_segments = false_alarms(utts, babble, segments)[1]
             lines.append(f"|{name}|{scale}|{wer:.1f}|{original:.1f}|{wer - original:+.1f}|{len(alarm_segments)} "
                          f"({sum(len(s.text.split()) for s in alarm_segments)} words)|")
     return lines + [""]
@@ -219,7 +219,7 @@ def score_scale(
         lines.append(f"|{r}|{transcripts[r]['duration']:.1f}|{len(mine)}|{count}|{len(ref.split())}|"
                      f"{rate(*word_errors([ref], [hyp])):.1f}|{rate(*word_errors([ref], [kept])):.1f}|"
                      f"{rate(clip_errors, clip_words):.1f}|")
-    long_wer = long_form_wer(utts, long_dir)
+    long_wer = long_form_wer(utts, transcripts)
     kept_wer = rate(*word_errors(long_refs, kept_hyps))
     clips_wer = rate(*word_errors([u.text for u in utts], [clip_text[u.key] for u in utts]))
     lines += [f"|all|{sum(t['duration'] for t in transcripts.values()):.1f}|{len(utts)}|{len(segments)}|"

@@ -237,9 +237,7 @@ class AVSR2Text:
     def pooled_audio(self, batch: Dict[str, torch.Tensor]) -> np.ndarray:
         """A collated batch's pooled audio encoder states (B, 2 D): the
         policy's features, computed as decoding computes them."""
-        encodings = _Encodings(self, to_device(batch, self.device))
-        encodings.need(["audio"])
-        return pooled_states(*encodings.encoded["audio"])
+        return _Encodings(self, to_device(batch, self.device)).pooled_audio()
 
     def _recognize(self, scale_id: str, encoded, index: Optional[List[int]] = None):
         if index is not None:
@@ -256,7 +254,7 @@ class AVSR2Text:
             return self.policy.posterior(None, encodings.size), 0.0
         encodings.need(["audio"])
         start = self._clock()
-        posterior = self.policy.posterior(pooled_states(*encodings.encoded["audio"]))
+        posterior = self.policy.posterior(encodings.pooled_audio())
         return posterior, self._clock() - start + encodings.seconds_of(["audio"])
 
     def _decode_adaptive(
@@ -277,10 +275,11 @@ class AVSR2Text:
             start = self._clock()
             hyps = self._recognize(scale_id, encodings.encoded, index)
             llm_seconds += self._clock() - start
-            for i, text, n, score in zip(index, hyps.texts, hyps.num_tokens.tolist(), hyps.scores.tolist()):
+            got = hyps.scores.tolist()
+            for i, text, n, score in zip(index, hyps.texts, hyps.num_tokens.tolist(), got):
                 texts[i], scores[i] = text, score
                 tokens[i] += n
-            return hyps.scores.tolist()
+            return got
 
         passes = run_choices(choices, decode)
         read = {m for p in passes for s in p for m in self.model.scale(s).modalities} - {"audio"}
@@ -347,6 +346,11 @@ class _Encodings:
                 with self.avsr._autocast():
                     self.encoded.update(self.avsr.model.encode(**self.inputs, modalities=[modality]))
                 self.seconds[modality] = self.avsr._clock() - start
+
+    def pooled_audio(self) -> np.ndarray:
+        """The pooled audio encoder states (B, 2 D), the policy's features."""
+        self.need(["audio"])
+        return pooled_states(*self.encoded["audio"])
 
     def seconds_of(self, modalities: Sequence[str]) -> float:
         return sum(self.seconds[m] for m in modalities)
