@@ -43,7 +43,8 @@ from espnet2.main_funcs.pack_funcs import pack
 from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
 
 from common import ROOT, Progress, stand_in_llm, table
-from espnet_mtsk.tasks.avsr import AVSRTask, freeze
+from espnet_mtsk.tasks.avsr import AVSRTask
+from espnet_mtsk.tasks.checkpoint import freeze
 from espnet_mtsk.tasks.checkpoint import leave_out_of_state_dict, pretrained_keys, pretrained_sources
 from espnet_mtsk.tasks.pack import pack_model
 from espnet_mtsk.tasks.trainer import atomic_torch_save

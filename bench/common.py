@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import yaml
 
-from espnet_mtsk.tasks.avsr import AVSRTask, freeze
+from espnet_mtsk.tasks.avsr import AVSRTask
+from espnet_mtsk.tasks.checkpoint import freeze
 
 ROOT = Path(__file__).resolve().parents[1]
 # The benchmarks run as scripts (python bench/x.py); the recipe tooling

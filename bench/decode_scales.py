@@ -117,9 +117,9 @@ def main():
         encoded = model.encode(**batch)
         for scale in model.scales:
             model.lora.activate(llm.model, scale.id)
-            segments = model.segments(encoded, scale, {})
-            tokens[scale.id] = int(sum(lens for _, _, lens in segments).sum())
-            inputs = {k: v.repeat_interleave(args.beam_size, 0) for k, v in llm.build_inputs(segments).items()}
+            parts = model.prompt_parts(encoded, scale, {})
+            tokens[scale.id] = int(sum(lens for _, _, lens in parts).sum())
+            inputs = {k: v.repeat_interleave(args.beam_size, 0) for k, v in llm.build_inputs(parts).items()}
             widths[scale.id] = inputs["inputs_embeds"].size(1)
             decodes[scale.id] = decoder(llm, inputs, args.new_tokens, device)
         progress(f"{len(model.scales)} scales, 1 warm-up + {args.reps} repetitions")

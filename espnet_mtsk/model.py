@@ -21,7 +21,7 @@ from typeguard import typechecked
 
 from espnet_mtsk.compress import AbsCompressor
 from espnet_mtsk.data.encoded import encoded_name
-from espnet_mtsk.llm.abs_llm import AbsLLM, Segment
+from espnet_mtsk.llm.abs_llm import AbsLLM, PromptPart
 from espnet_mtsk.llm.lora import LoRAStrategy
 from espnet_mtsk.projector import ProjectorBank
 from espnet_mtsk.scales import MODES, Scale, matryoshka_scales, parse_scale, projector_keys
@@ -183,7 +183,7 @@ class ESPnetMTSKModel(AbsESPnetModel):
             encoded[modality] = (hs, hlens)
         return encoded
 
-    def segments(self, encoded: Encoded, scale: Scale, cache: Dict) -> List[Segment]:
+    def prompt_parts(self, encoded: Encoded, scale: Scale, cache: Dict) -> List[PromptPart]:
         """The LLM-ready tokens of one scale; (modality, rate) work is shared."""
         out = []
         for (modality, rate), key in zip(scale.rates, scale.keys().values()):
@@ -222,13 +222,13 @@ class ESPnetMTSKModel(AbsESPnetModel):
         if self.one_pass:
             self.lora.activate(self.llm.model, scales[0].id)
             results = self.llm.forward_scales(
-                [self.segments(encoded, s, cache) for s in scales], text, text_lengths
+                [self.prompt_parts(encoded, s, cache) for s in scales], text, text_lengths
             )
         else:
             results = []
             for scale in scales:
                 self.lora.activate(self.llm.model, scale.id)
-                results.append(self.llm(self.segments(encoded, scale, cache), text, text_lengths))
+                results.append(self.llm(self.prompt_parts(encoded, scale, cache), text, text_lengths))
         stats = {}
         losses, accs = [], []
         for scale, (loss, acc) in zip(scales, results):
@@ -275,9 +275,9 @@ class ESPnetMTSKModel(AbsESPnetModel):
                 speech, speech_lengths, video, video_lengths, scale.modalities
             )
         self.lora.activate(self.llm.model, scale.id)
-        segments = self.segments(encoded, scale, {})
-        texts, scores = self.llm.generate(segments, beam_size, max_new_tokens)
-        return Hypotheses(texts, sum(lens for _, _, lens in segments), scores)
+        parts = self.prompt_parts(encoded, scale, {})
+        texts, scores = self.llm.generate(parts, beam_size, max_new_tokens)
+        return Hypotheses(texts, sum(lens for _, _, lens in parts), scores)
 
 
 class Hypotheses(NamedTuple):

@@ -24,6 +24,7 @@ preprocessor and collate function, and ESPnet's ``CTC`` module.
 """
 
 import argparse
+import copy
 import logging
 import math
 import random
@@ -129,13 +130,18 @@ def load_prefixed(module: torch.nn.Module, checkpoint: Path, prefix: str, what: 
         raise ValueError(f"{checkpoint}: does not fit the {what}: {e}") from e
 
 
-def _loader(data_dir: Path, modality: str, preprocess, batch_size: int, shuffle: bool):
+def _loader(data_dir: Path, modality: str, preprocess, batch_size: int, shuffle: bool, limit: int = 0):
+    """Batches of the data dir's utterances (``limit`` > 0: that many, evenly
+    spaced over the sorted ids, so over the speakers) and their number."""
     fname, name, kind = DATA[modality]
     dataset = ESPnetDataset(
         [(str(data_dir / fname), name, kind), (str(data_dir / "text"), "text", "text")],
         preprocess=preprocess,
     )
     keys = list(dataset.loader_dict["text"].keys())
+    if 0 < limit < len(keys):
+        keys = sorted(keys)
+        keys = [keys[i * len(keys) // limit] for i in range(limit)]
     collate = AVSRCollateFn()
 
     def batches(rng: random.Random):
@@ -164,7 +170,8 @@ def _wer(model, batches, tokenizer, name: str) -> float:
 
 def pretrain(args: argparse.Namespace) -> Dict[str, Any]:
     """Trains, keeps the best epoch in ``args.out``; returns ``epoch`` and
-    ``wer`` of that epoch and ``train_loss``, the mean CTC loss per epoch."""
+    ``wer`` of that epoch, ``train_loss``, the mean CTC loss per epoch, and
+    ``eval``: that epoch's greedy WER on each of ``args.eval_dirs``."""
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     parser = AVSRTask.get_parser()
@@ -223,7 +230,7 @@ def pretrain(args: argparse.Namespace) -> Dict[str, Any]:
             f"valid greedy WER {100 * wer:.1f} % ({time.perf_counter() - start:.0f} s)"
         )
         if wer < best["wer"]:
-            best.update(wer=wer, epoch=epoch)
+            best.update(wer=wer, epoch=epoch, model=copy.deepcopy(model.state_dict()))
             state = {
                 prefix[part] + k: v.detach().clone()
                 for part in prefix
@@ -234,6 +241,12 @@ def pretrain(args: argparse.Namespace) -> Dict[str, Any]:
             with atomic_path(args.out) as tmp:
                 torch.save(state, tmp)
     logging.info(f"{args.out}: epoch {best['epoch']}, valid greedy WER {100 * best['wer']:.1f} %")
+    model.load_state_dict(best.pop("model"))
+    best["eval"] = {}
+    for data_dir in args.eval_dirs:
+        batches, n = _loader(data_dir, args.modality, valid_pre, args.batch_size, False, args.eval_utts)
+        best["eval"][str(data_dir)] = _wer(model, batches, train_pre.tokenizer, name)
+        logging.info(f"{args.out}: eval greedy WER {100 * best['eval'][str(data_dir)]:.1f} % on {n} utterances of {data_dir}")
     return best
 
 
@@ -250,6 +263,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--noise_scp", default=None, help="noise for the audio, as in training")
     parser.add_argument("--noise_db_range", default=DEFAULT_DB_RANGE, help="SNR range (dB), 'low_high'")
     parser.add_argument("--noise_apply_prob", type=float, default=0.5)
+    parser.add_argument("--eval_dirs", type=Path, nargs="*", default=[],
+                        help="data dirs the best epoch is evaluated on too (e.g. the training set of the model "
+                        "that will read the encoder's outputs)")
+    parser.add_argument("--eval_utts", type=int, default=0, help="utterances of each eval dir (0: all)")
     return parser
 
 

@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import jiwer
 from espnet2.fileio.read_text import read_2columns_text
 
-from espnet_mtsk.decoding.policy import is_adaptive
+from espnet_mtsk.decoding.scale_request import FIXED, ScaleRequest
 from espnet_mtsk.fileio import write_lines
 from espnet_mtsk.reporting.scoring import normalise
 from espnet_mtsk.scales import parse_scale
@@ -284,7 +284,7 @@ def score_scale(
                      f"{_cell(' / '.join(s.text for s in here))}|{'+'.join(clip_modalities) or '-'}|"
                      f"{_cell(clip_text[u.key])}|")
     note = f"{audio_only} of {len(faceless)} face-absent utterances decoded from the sound alone"
-    if not is_adaptive(scale) and scale != "auto" and "video" in parse_scale(scale).modalities:
+    if ScaleRequest.parse(scale).kind == FIXED and "video" in parse_scale(scale).modalities:
         # With the face in the picture, a scale that reads the lips should have had them.
         lost = [u.key for u in utts if u.face and any("video" not in s.modalities for s in segments if s.overlaps(u))]
         note += f"; {len(lost)} utterances with a face decoded without the lips" + "".join(f" {k}" for k in lost)

@@ -7,8 +7,8 @@ import torch
 import yaml
 
 from conftest import model_config
-from espnet_mtsk.tasks.avsr import AVSRTask, freeze
-from espnet_mtsk.tasks.checkpoint import leave_out_of_state_dict, pretrained_keys, pretrained_sources
+from espnet_mtsk.tasks.avsr import AVSRTask
+from espnet_mtsk.tasks.checkpoint import freeze, leave_out_of_state_dict, pretrained_keys, pretrained_sources
 from espnet_mtsk.tasks.trainer import atomic_torch_save
 
 LLM_BASE = "llm.model.base_model.model.model."

@@ -20,7 +20,7 @@ def test_matryoshka_loss_is_the_mean_of_per_scale_losses(avsr):
         scale = avsr.scale(scale_id)
         encoded = avsr.encode(batch["speech"], batch["speech_lengths"], batch["video"], batch["video_lengths"])
         avsr.lora.activate(avsr.llm.model, scale_id)
-        alone, _ = avsr.llm(avsr.segments(encoded, scale, {}), batch["text"], batch["text_lengths"])
+        alone, _ = avsr.llm(avsr.prompt_parts(encoded, scale, {}), batch["text"], batch["text_lengths"])
         one_by_one.append(alone)
         assert torch.allclose(stats[f"loss_{scale_id}"], alone, atol=1e-5)
         assert 0 <= stats[f"acc_{scale_id}"] <= 1

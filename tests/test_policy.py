@@ -33,14 +33,12 @@ from espnet_mtsk.decoding.policy import (
     AdaptivePolicy,
     Choice,
     OperatingPoint,
-    adaptive_budget,
-    adaptive_id,
-    is_adaptive,
     pareto,
     pooled_states,
     run_choices,
     simulate,
 )
+from espnet_mtsk.decoding.scale_request import ScaleRequest, is_adaptive
 from espnet_mtsk.scales import parse_scale
 
 SECONDS = 1.5  # every clip: within the tiny Whisper's 2 s window, no padding between clips
@@ -346,16 +344,19 @@ def test_the_policy_file_round_trips(tmp_path):
         loaded.posterior(x[:, :10])
 
 
-def test_adaptive_ids():
-    assert adaptive_budget("adaptive@12") == 12.0 and adaptive_budget("adaptive@2.5") == 2.5
-    assert adaptive_budget("adaptive") is None
-    assert adaptive_id(12.0) == "adaptive@12" and adaptive_id(None) == "adaptive"
+def test_scale_requests_parse_once_and_print_back():
+    assert ScaleRequest.parse("adaptive@12") == ScaleRequest("adaptive", budget=12.0)
+    assert ScaleRequest.parse("adaptive@2.5").budget == 2.5 and ScaleRequest.parse("adaptive").budget is None
+    assert ScaleRequest.parse("a2_v1") == ScaleRequest("fixed", "a2_v1")
+    assert ScaleRequest.parse(None) == ScaleRequest("fixed") and ScaleRequest.parse("auto").kind == "auto"
+    assert ScaleRequest.parse("adaptively") == ScaleRequest("fixed", "adaptively")
+    for text in ("adaptive@12", "adaptive@2.5", "adaptive", "auto", "a2_v1"):
+        assert str(ScaleRequest.parse(text)) == text
+    assert str(ScaleRequest.policy(12.0)) == "adaptive@12" and str(ScaleRequest.policy(None)) == "adaptive"
     assert is_adaptive("adaptive") and is_adaptive("adaptive@12")
-    assert not is_adaptive("a2_v1") and not is_adaptive(None) and not is_adaptive("adaptively")
+    assert not is_adaptive("a2_v1") and not is_adaptive(None) and not is_adaptive("auto")
     with pytest.raises(ValueError, match=r"'adaptive@x': the budget after '@' must be tokens/s"):
-        adaptive_budget("adaptive@x")
-    with pytest.raises(ValueError, match="'a2' is not 'adaptive'"):
-        adaptive_budget("a2")
+        ScaleRequest.parse("adaptive@x")
 
 
 def test_fit_posterior_is_one_affine_map():
@@ -380,7 +381,7 @@ def test_missing_or_wrong_policy_files_are_clear_errors(tmp_path, model_dir):
         AVSR2Text(*model_copy(tmp_path / "none", model_dir), scale="adaptive")
     message = str(error.value)
     assert f"{tmp_path}/none/policy.json not found" in message
-    assert "stage 12" in message and "espnet_mtsk.bin.fit_policy" in message and "--policy_file" in message
+    assert "stage 13" in message and "espnet_mtsk.bin.fit_policy" in message and "--policy_file" in message
 
     config, model = model_copy(tmp_path / "corrupt", model_dir)
     Path(model).with_name(POLICY_FILE).write_text('{"conditions": ["clean"], "scales": [')
@@ -554,7 +555,7 @@ def test_fit_policy_end_to_end(tmp_path, model_dir, avsr, fit_set):
     assert all(a.tokens_per_sec < b.tokens_per_sec and a.wer > b.wer for a, b in zip(points, points[1:]))
     # The cheapest: a4 everywhere (the largest tradeoff); the most accurate
     # makes no error, at no more than the oracle's cost (a2 when clean, a2_v1
-    # in babble), reached because the cross-fitted posteriors tell the
+    # in babble), reached because the held-out posteriors tell the
     # conditions apart.
     assert (points[0].tokens_per_sec, points[0].wer) == (round(19 / 1.5, 3), round(100 * 20 / 48, 3))
     assert policy.point().wer == 0.0 and policy.point().tokens_per_sec <= round((4 * 38 + 4 * 76) / 12, 3)
@@ -563,7 +564,7 @@ def test_fit_policy_end_to_end(tmp_path, model_dir, avsr, fit_set):
     features = policy_fit.audio_features(avsr, data / "wav.scp", batch_size=8)
     x = np.stack([features[u] for u in utts])
     y = np.array([condition[u] for u in utts])
-    posterior = policy_fit.cross_fitted(x, y, np.array([u.split("-")[0] for u in utts]), policy.conditions,
+    posterior = policy_fit.held_out_posteriors(x, y, np.array([u.split("-")[0] for u in utts]), policy.conditions,
                                         components=8, c=10.0)
     assert np.all((posterior[:, 0] > 0.5) == (y == "clean")), posterior
     index = {u: (condition[u], 2 * (u.startswith("spkB")) + int(u.split("-")[1])) for u in utts}

@@ -15,8 +15,8 @@ from espnet2.train.trainer import Trainer
 from conftest import model_config
 from espnet_mtsk.bin import pack
 from espnet_mtsk.decoding.avsr2text import AVSR2Text
-from espnet_mtsk.tasks.avsr import AVSRTask, freeze
-from espnet_mtsk.tasks.checkpoint import PRETRAINED_RECORD
+from espnet_mtsk.tasks.avsr import AVSRTask
+from espnet_mtsk.tasks.checkpoint import PRETRAINED_RECORD, freeze
 from espnet_mtsk.tasks.trainer import AVSRTrainer
 
 CHANGED = (

@@ -79,7 +79,7 @@ def test_recipe_stages_1_to_15(recipe_run):
         for test_set in POLICY_SETS:
             assert f"## Per-utterance scale on {test_set}" in cer, results
     assert (exp / "wer_vs_tokens.png").stat().st_size > 0
-    # The policy fitted in stage 12 travels in the zip: stage 15's decoding used the unpacked one.
+    # The policy fitted in stage 13 travels in the zip: stage 15's decoding used the unpacked one.
     policy = AdaptivePolicy.load(exp / "policy.json")
     assert policy.scales == scales and policy.points
     assert policy.conditions == ["clean", "snr-5", "snr0", "snr10", "snr5"]
@@ -92,6 +92,20 @@ def test_recipe_stages_1_to_15(recipe_run):
     assert (decoded / "score_wer" / "result.md").exists() and (decoded / "score_cer" / "hyp.trn").exists()
     assert len((decoded / "1best_recog" / "text").read_text().splitlines()) == 2
     assert list(exp.glob("*.zip"))
+
+
+def test_stage_13_keeps_a_policy_newer_than_its_decodings(recipe_run):
+    tmp_path, proc = recipe_run
+    assert proc.returncode == 0, "the recipe run failed"
+    policy = tmp_path / "exp" / "asr_train_avsr_mtsk" / "policy.json"
+    fitted = policy.read_bytes(), policy.stat().st_mtime_ns
+    rerun = subprocess.run(
+        ["./run.sh", "--stage", "13", "--stop_stage", "13", "--inference_args", QUICK_DECODE],
+        cwd=tmp_path, capture_output=True, text=True,
+    )
+    assert rerun.returncode == 0, rerun.stdout[-4000:] + rerun.stderr[-4000:]
+    assert f"Kept {policy.relative_to(tmp_path)}: newer than the decodings" in rerun.stdout
+    assert (policy.read_bytes(), policy.stat().st_mtime_ns) == fitted
 
 
 def test_recipe_with_the_real_llm(recipe_run):

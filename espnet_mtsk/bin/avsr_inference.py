@@ -26,7 +26,8 @@ from typeguard import typechecked
 
 from espnet_mtsk.cli import add_pretrained_arguments
 from espnet_mtsk.decoding.avsr2text import AVSR2Text, Decoded
-from espnet_mtsk.decoding.policy import DECODING_FILE, is_adaptive
+from espnet_mtsk.decoding.policy import DECODING_FILE
+from espnet_mtsk.decoding.scale_request import is_adaptive
 from espnet_mtsk.fileio import SAMPLE_RATE, VIDEO_FPS
 from espnet_mtsk.tasks.avsr import AVSRTask
 

@@ -47,7 +47,7 @@ def register_data_type(name: str, reader: Type[ScpMapping], help: str) -> None:
     espnet_dataset.DATA_TYPES.setdefault(name, dict(func=reader, kwargs=[], help=help))
 
 
-class Segment(NamedTuple):
+class AudioSource(NamedTuple):
     """Where an utterance's audio is: a ``wav.scp`` entry (a file or a Kaldi
     pipe ``cmd |``) and the stretch of it in seconds (``end`` -1: to its end)."""
 
@@ -56,7 +56,7 @@ class Segment(NamedTuple):
     end: float = -1.0
 
 
-class AudioDirReader(ScpMapping[Segment]):
+class AudioDirReader(ScpMapping[AudioSource]):
     """A Kaldi data dir's audio, read as ESPnet's format_wav_scp reads it:
     ``utt_id`` -> float32 (S,) 16 kHz, channels averaged to mono.
 
@@ -72,13 +72,13 @@ class AudioDirReader(ScpMapping[Segment]):
         entries = read_2columns_text(wav_scp)
         segments_file = Path(data_dir) / "segments"
         if not segments_file.exists():
-            super().__init__(str(wav_scp), {utt: Segment(entry) for utt, entry in entries.items()})
+            super().__init__(str(wav_scp), {utt: AudioSource(entry) for utt, entry in entries.items()})
         else:
             table = {}
             for utt, fields in read_multi_columns_text(segments_file)[0].items():
                 try:
                     recording, start, end = fields
-                    table[utt] = Segment(entries[recording], float(start), float(end))
+                    table[utt] = AudioSource(entries[recording], float(start), float(end))
                 except (KeyError, ValueError) as e:
                     raise ValueError(
                         f"{segments_file}: {utt}: expected 'utt_id recording start end' "

@@ -22,16 +22,9 @@ from typeguard import typechecked
 
 from espnet_mtsk.data.collate import AVSRCollateFn
 from espnet_mtsk.decoding.budget import choose_scale, read_scale_table
-from espnet_mtsk.decoding.policy import (
-    POLICY_FILE,
-    AdaptivePolicy,
-    adaptive_budget,
-    adaptive_id,
-    is_adaptive,
-    pooled_states,
-    run_choices,
-)
-from espnet_mtsk.llm.causal_lm import autocast_dtype
+from espnet_mtsk.decoding.policy import POLICY_FILE, AdaptivePolicy, pooled_states, run_choices
+from espnet_mtsk.decoding.scale_request import AUTO, ScaleRequest
+from espnet_mtsk.llm.precision import autocast_dtype
 from espnet_mtsk.model import DATA_NAMES
 from espnet_mtsk.scales import reads_only
 from espnet_mtsk.tasks.avsr import AVSRTask
@@ -132,27 +125,26 @@ class AVSR2Text:
         rate when the audio is missing and the model has that scale. The
         adaptive policy stays itself (``adaptive@<budget>`` with
         ``budget_tokens_per_sec``): it chooses per utterance."""
+        request = ScaleRequest.parse(scale)
         usable = [s for s in self.model.scales if reads_only(s.modalities, modalities)]
         if not usable:
             raise ValueError(f"{name or 'input'}: no scale of {self.model.scale_ids} works with {list(modalities)} only")
-        if scale is None:
-            return usable[0].id
-        if is_adaptive(scale):
+        if request.adaptive:
             if self.budget_rtf is not None:
                 raise ValueError(
                     "--budget_rtf does not apply to --scale adaptive: its operating points are "
                     "fitted in tokens per second; give --budget_tokens_per_sec (or adaptive@<tokens/s>)"
                 )
-            budget = adaptive_budget(scale)
-            scale = adaptive_id(budget if budget is not None else self.budget_tokens_per_sec)
-            self.policy.point(adaptive_budget(scale))
+            if request.budget is None:
+                request = ScaleRequest.policy(self.budget_tokens_per_sec)
+            self.policy.point(request.budget)
             if not self.policy.usable(modalities).any():
                 raise ValueError(
                     f"{name or 'input'}: no scale of the policy ({self.policy.scales}) works with "
                     f"{list(modalities)} only"
                 )
-            return scale
-        if scale == "auto":
+            return str(request)
+        if request.kind == AUTO:
             if self.scale_table is None:
                 raise ValueError("--scale auto needs --scale_table or --asr_model_file")
             return choose_scale(
@@ -161,7 +153,9 @@ class AVSR2Text:
                 self.budget_rtf,
                 allowed=[s.id for s in usable],
             ).scale
-        chosen = self.model.scale(scale)
+        if request.scale_id is None:
+            return usable[0].id
+        chosen = self.model.scale(request.scale_id)
         if chosen in usable:
             return chosen.id
         fallback = [s for s in usable if s.rates == tuple(r for r in chosen.rates if r[0] in modalities)]
@@ -193,7 +187,7 @@ class AVSR2Text:
 
     def modalities_of(self, scale_id: str) -> List[str]:
         """What a scale reads; for the policy, what any of its scales reads."""
-        if is_adaptive(scale_id):
+        if ScaleRequest.parse(scale_id).adaptive:
             return sorted({m for ms in self.policy.modalities for m in ms})
         return list(self.model.scale(scale_id).modalities)
 
@@ -217,7 +211,8 @@ class AVSR2Text:
         (or policy) alone costs: the encoders it read, the estimate, its own
         LLM passes."""
         encodings = _Encodings(self, to_device(batch, self.device))
-        fixed = [self.model.scale(s) for s in scales if not is_adaptive(s)]
+        requests = {text: ScaleRequest.parse(text) for text in scales}
+        fixed = [self.model.scale(text) for text, r in requests.items() if not r.adaptive]
         out = {}
         for scale in fixed:
             encodings.need(scale.modalities)
@@ -226,11 +221,11 @@ class AVSR2Text:
             seconds = self._clock() - start + encodings.seconds_of(scale.modalities)
             out[scale.id] = Decoded(hyps.texts, hyps.num_tokens.tolist(), hyps.scores.tolist(),
                                     [[scale.id] for _ in hyps.texts], seconds)
-        policies = [s for s in scales if is_adaptive(s)]
+        policies = {text: r for text, r in requests.items() if r.adaptive}
         if policies:
             posterior, estimator_seconds = self._estimate(encodings)
-            for policy_id in policies:
-                out[policy_id] = self._decode_adaptive(encodings, posterior, estimator_seconds, policy_id)
+            for text, request in policies.items():
+                out[text] = self._decode_adaptive(encodings, posterior, estimator_seconds, request.budget)
         return out
 
     @torch.no_grad()
@@ -258,13 +253,13 @@ class AVSR2Text:
         return posterior, self._clock() - start + encodings.seconds_of(["audio"])
 
     def _decode_adaptive(
-        self, encodings: "_Encodings", posterior: np.ndarray, estimator_seconds: float, policy_id: str
+        self, encodings: "_Encodings", posterior: np.ndarray, estimator_seconds: float, budget: Optional[float]
     ) -> Decoded:
         """The policy's choice per utterance, each chosen scale's utterances
         decoded together; a cascade's second pass for those whose first
         transcript scored below its threshold. An encoder runs only when a
         chosen scale reads its modality."""
-        choices = self.policy.choose(posterior, self.policy.point(adaptive_budget(policy_id)), encodings.present)
+        choices = self.policy.choose(posterior, self.policy.point(budget), encodings.present)
         size = encodings.size
         texts, tokens, scores = [""] * size, [0] * size, [0.0] * size
         llm_seconds = 0.0

@@ -22,7 +22,7 @@ import numpy as np
 
 from espnet_mtsk.data.mouth_roi import MOUTH_SIZE
 from espnet_mtsk.data.mouth_track import MouthTrack
-from espnet_mtsk.decoding.vad import SpeechSegmenter, fixed_windows, segment_of, to_frame_grid
+from espnet_mtsk.decoding.vad import SpeechSegmenter, fixed_windows, samples_in, to_frame_grid
 from espnet_mtsk.fileio import SAMPLE_RATE, Span, decode_audio, from_pcm16, media_streams
 from espnet_mtsk.model import DATA_NAMES
 
@@ -170,7 +170,7 @@ class LongForm:
         for span, crops, found, lips in tracked:
             entry = [span, {}, ""]
             if plan.speech is not None:
-                entry[1]["speech"] = segment_of(plan.speech, span)
+                entry[1]["speech"] = samples_in(plan.speech, span)
             if crops is None and found is not None:
                 entry[2] = f"no face (in {found:.0%} of the frames)"
                 plan.notes.setdefault("no face", []).append(span)

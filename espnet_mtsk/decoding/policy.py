@@ -37,28 +37,6 @@ POLICY_FILE = "policy.json"
 # Written by decoding into its output folder (``AVSR2Text.decoding_settings``);
 # fitting copies it into the policy.
 DECODING_FILE = "decoding.json"
-ADAPTIVE = "adaptive"
-
-
-def is_adaptive(scale_id: Optional[str]) -> bool:
-    """``adaptive`` or ``adaptive@<tokens/s>``: the policy, not a scale."""
-    return scale_id is not None and (scale_id == ADAPTIVE or scale_id.startswith(ADAPTIVE + "@"))
-
-
-def adaptive_id(budget: Optional[float]) -> str:
-    """The policy's id at a budget in tokens/s (None: no budget)."""
-    return ADAPTIVE if budget is None else f"{ADAPTIVE}@{budget:g}"
-
-
-def adaptive_budget(scale_id: str) -> Optional[float]:
-    """``adaptive@12`` -> 12.0; ``adaptive`` -> None."""
-    if not is_adaptive(scale_id):
-        raise ValueError(f"'{scale_id}' is not '{ADAPTIVE}' or '{ADAPTIVE}@<tokens/s>'")
-    _, _, budget = scale_id.partition("@")
-    try:
-        return float(budget) if budget else None
-    except ValueError:
-        raise ValueError(f"'{scale_id}': the budget after '@' must be tokens/s, e.g. {ADAPTIVE}@12") from None
 
 
 def pooled_states(hs: torch.Tensor, hlens: torch.Tensor) -> np.ndarray:
@@ -218,7 +196,7 @@ class AdaptivePolicy:
         except FileNotFoundError:
             raise FileNotFoundError(
                 f"{path} not found: --scale adaptive needs the policy fitted for this model "
-                "(the recipe's stage 12 with --policy_set, or python -m espnet_mtsk.bin.fit_policy), "
+                "(the recipe's stage 13 with --policy_set, or python -m espnet_mtsk.bin.fit_policy), "
                 "or pass --policy_file"
             ) from None
         except (ValueError, KeyError, TypeError) as e:

@@ -6,10 +6,10 @@ The condition posterior is a logistic regression (scikit-learn: standardised
 features, PCA, multinomial logistic regression, folded into one affine map)
 on the audio encoder's pooled states, of the set and of extra data dirs
 (more voices at the same conditions, not decoded: a dev set has few
-speakers); its size and regularisation are those of the best cross-fitted
+speakers); its size and regularisation are those of the best held-out
 log-likelihood. The WER table per condition and scale is the set's. The
 operating points are simulated on the set's own decodings with posteriors
-cross-fitted across speakers (each speaker's from a regression that did not
+held out by speaker (each speaker's from a regression that did not
 see it), so the recorded WER and tokens/s are not flattered by the fit; the
 policy written is fitted on all.
 """
@@ -113,7 +113,7 @@ def fit_posterior(x: np.ndarray, y: np.ndarray, components: int, c: float):
     return clf, projection, bias
 
 
-def cross_fitted(
+def held_out_posteriors(
     x: np.ndarray,
     y: np.ndarray,
     groups: np.ndarray,
@@ -145,15 +145,15 @@ def best_posterior(
     components: Sequence[int],
     regularisation: Sequence[float],
 ) -> Tuple[dict, np.ndarray, float]:
-    """The classifier's size and regularisation of the best cross-fitted
-    log-likelihood: (its settings, its cross-fitted posteriors, the
+    """The classifier's size and regularisation of the best held-out
+    log-likelihood: (its settings, its held-out posteriors, the
     log-likelihood)."""
     truth = np.array([conditions.index(c) for c in y])
     trials = []
     for k in components:
         for c in regularisation:
             fit = dict(components=k, c=c)
-            posterior = cross_fitted(x, y, groups, conditions, extra, **fit)
+            posterior = held_out_posteriors(x, y, groups, conditions, extra, **fit)
             trials.append((np.mean(np.log(posterior[np.arange(len(y)), truth] + 1e-12)), fit, posterior))
     likelihood, fit, posterior = max(trials, key=lambda t: t[0])
     return fit, posterior, likelihood
@@ -236,7 +236,7 @@ def fit_policy(
         decoding=decoding_settings(decode_dir),
     )
     truth = np.array([conditions.index(c) for c in y])
-    logging.info(f"conditions {conditions}: {fit}, cross-fitted accuracy "
+    logging.info(f"conditions {conditions}: {fit}, held-out accuracy "
                  f"{100 * np.mean(posterior.argmax(1) == truth):.1f}%, log-likelihood {likelihood:.3f}")
     policy.points = sweep(policy, posterior, decoded, tradeoffs)
     return policy

@@ -119,6 +119,6 @@ class SpeechSegmenter:
         return spans
 
 
-def segment_of(speech: np.ndarray, span: Span) -> np.ndarray:
+def samples_in(speech: np.ndarray, span: Span) -> np.ndarray:
     """The samples of ``speech`` (S,) inside ``span``."""
     return speech[round(span[0] * SAMPLE_RATE) : round(span[1] * SAMPLE_RATE)]

@@ -19,7 +19,8 @@ import torch
 from typeguard import typechecked
 
 from espnet_mtsk.hf_folder import resolve_folder
-from espnet_mtsk.llm.abs_llm import AbsLLM, LossAcc, PerScale, Segment
+from espnet_mtsk.llm.abs_llm import AbsLLM, LossAcc, PerScale, PromptPart
+from espnet_mtsk.llm.precision import autocast_dtype, weights_dtype
 
 MARKERS = {"audio": ("<audio>", "</audio>"), "video": ("<video>", "</video>")}
 PAD_TOKEN = "<pad>"
@@ -30,46 +31,9 @@ PROMPTS = {
 }
 IGNORE_ID = -100
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
-AUTOCAST_CHOICES = ("auto", "bfloat16", "none")
 # Rows of an LLM's table summed at a time in float64: Llama 3.2 1B's whole
 # table would take 2 GB.
 _CHUNK_ROWS = 8192
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether the device multiplies bfloat16 matrices in hardware: AVX-512
-    BF16 or AMX on a CPU, compute capability 8 or later on a GPU. Elsewhere
-    bf16 is emulated and slower than float32."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "cpu":
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return False
-
-
-def autocast_dtype(autocast: str, device: torch.device) -> Optional[torch.dtype]:
-    """The dtype the LLM's matrix products run in under ``autocast``
-    ("auto": bfloat16 where the device has it natively; "bfloat16"; "none"),
-    or None for no autocast."""
-    if autocast not in AUTOCAST_CHOICES:
-        raise ValueError(f"llm_conf.autocast must be one of {AUTOCAST_CHOICES}, got '{autocast}'")
-    if autocast == "bfloat16" or (autocast == "auto" and native_bf16(device)):
-        return torch.bfloat16
-    return None
-
-
-def weights_dtype(dtype: str) -> torch.dtype:
-    """``llm_conf.dtype`` -> the dtype the LLM's weights are stored in:
-    "auto" is bfloat16 where this machine's CPU multiplies it natively
-    (``native_bf16``), float32 elsewhere: on an AMD EPYC without AVX-512,
-    SmolLM2's forward pass took 10.5 s with bf16 weights and 1.7 s with
-    float32 ones. The model is built on the CPU before it moves to a GPU,
-    where autocast still runs bf16."""
-    if dtype == "auto":
-        return torch.bfloat16 if native_bf16(torch.device("cpu")) else torch.float32
-    if dtype not in ("float32", "bfloat16", "float16"):
-        raise ValueError(f"llm_conf.dtype must be auto, float32, bfloat16 or float16, got '{dtype}'")
-    return getattr(torch, dtype)
 
 
 def _contiguous_inputs(module: torch.nn.Module, args: tuple) -> tuple:
@@ -118,9 +82,9 @@ def load_tokenizer(model_dir: str):
 class HFCausalLM(AbsLLM):
     """Causal LM from a local HF folder (``config.json``, weights, tokenizer).
 
-    ``forward(segments, ys_pad (B, L), ys_lens (B,))`` returns the mean
+    ``forward(parts, ys_pad (B, L), ys_lens (B,))`` returns the mean
     cross-entropy over target tokens and EOS, and the token accuracy.
-    ``generate(segments, beam_size, max_new_tokens)`` returns B strings.
+    ``generate(parts, beam_size, max_new_tokens)`` returns B strings.
 
     Args:
         model_dir: HF folder written by ``save_pretrained`` (or its config.json).
@@ -229,7 +193,7 @@ class HFCausalLM(AbsLLM):
     @typechecked
     def build_inputs(
         self,
-        segments: Sequence[Segment],
+        parts: Sequence[PromptPart],
         ys_pad: Optional[torch.Tensor] = None,
         ys_lens: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
@@ -240,26 +204,26 @@ class HFCausalLM(AbsLLM):
         right-aligned next-token targets of the last K = max(ys_lens) + 1
         positions, IGNORE_ID wherever the position is not a target or EOS.
         """
-        out = self._layout([segments], ys_pad, ys_lens)
+        out = self._layout([parts], ys_pad, ys_lens)
         if ys_pad is not None:
             out["labels"] = self._labels(ys_pad, ys_lens)
         return out
 
     def _pieces(
         self,
-        segments: Sequence[Segment],
+        parts: Sequence[PromptPart],
         ys_pad: Optional[torch.Tensor],
         ys_lens: Optional[torch.Tensor],
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """One scale's inputs in prompt order, not yet packed: BOS, each
         modality's tokens between its markers, the prompt and (if given) the
         target. Returns embeddings (B, P, D) and their validity (B, P)."""
-        modalities = tuple(m for m, _, _ in segments)
+        modalities = tuple(m for m, _, _ in parts)
         if modalities not in self._prompt_ids:
             raise ValueError(f"No prompt for modalities {modalities}")
-        device = segments[0][1].device
+        device = parts[0][1].device
         dtype = self.model.get_input_embeddings().weight.dtype
-        bsz = segments[0][1].size(0)
+        bsz = parts[0][1].size(0)
 
         def fixed(rows: torch.Tensor):
             return rows.to(dtype).expand(bsz, -1, -1), torch.ones(
@@ -270,18 +234,18 @@ class HFCausalLM(AbsLLM):
             steps = torch.arange(embeds.size(1), device=device)
             return embeds.to(dtype), steps[None] < lens.to(device)[:, None]
 
-        parts = [fixed(self._embed_ids([self.tokenizer.bos_token_id], device))]
-        for modality, embeds, lens in segments:
+        inputs = [fixed(self._embed_ids([self.tokenizer.bos_token_id], device))]
+        for modality, embeds, lens in parts:
             open_name, close_name = MARKERS[modality]
-            parts += [
+            inputs += [
                 fixed(self._marker(open_name, device)),
                 ragged(embeds, lens),
                 fixed(self._marker(close_name, device)),
             ]
-        parts.append(fixed(self._embed_ids(self._prompt_ids[modalities], device)))
+        inputs.append(fixed(self._embed_ids(self._prompt_ids[modalities], device)))
         if ys_pad is not None:
-            parts.append(ragged(self._embed_ids(ys_pad.clamp(min=0), device), ys_lens))
-        return torch.cat([e for e, _ in parts], 1), torch.cat([v for _, v in parts], 1)
+            inputs.append(ragged(self._embed_ids(ys_pad.clamp(min=0), device), ys_lens))
+        return torch.cat([e for e, _ in inputs], 1), torch.cat([v for _, v in inputs], 1)
 
     def _layout(
         self,
@@ -293,7 +257,7 @@ class HFCausalLM(AbsLLM):
         (N x B, S) left-padded ``inputs_embeds``, ``attention_mask`` and
         ``position_ids`` for N scales. A scatter per scale rather than a
         loop over rows keeps the autograd graph small."""
-        pieces = [self._pieces(segments, ys_pad, ys_lens) for segments in per_scale]
+        pieces = [self._pieces(parts, ys_pad, ys_lens) for parts in per_scale]
         width = max(int(valid.sum(1).max()) for _, valid in pieces)
         embeds_out, masks = [], []
         for embeds, valid in pieces:
@@ -322,11 +286,11 @@ class HFCausalLM(AbsLLM):
             labels[b, keep - 1] = self.tokenizer.eos_token_id
         return labels
 
-    def forward(self, segments: Sequence[Segment], ys_pad: torch.Tensor, ys_lens: torch.Tensor) -> LossAcc:
-        return self.forward_scales([segments], ys_pad, ys_lens)[0]
+    def forward(self, parts: Sequence[PromptPart], ys_pad: torch.Tensor, ys_lens: torch.Tensor) -> LossAcc:
+        return self.forward_scales([parts], ys_pad, ys_lens)[0]
 
     def forward_scales(self, per_scale: PerScale, ys_pad: torch.Tensor, ys_lens: torch.Tensor) -> List[LossAcc]:
-        """(loss, accuracy) of each scale's segments, all scales' N x B rows
+        """(loss, accuracy) of each scale's parts, all scales' N x B rows
         in ``length_buckets`` passes instead of N, which pays off where
         per-pass overhead dominates (small LLMs, CPUs). Only valid when
         every scale uses the same adapters."""
@@ -352,19 +316,19 @@ class HFCausalLM(AbsLLM):
         mask = inputs["attention_mask"]
         order = mask.sum(1).argsort()
         groups = order.tensor_split(min(self.length_buckets, order.numel()))
-        parts = []
+        logits = []
         with self.autocast_context(mask.device):
             for rows in groups:
                 width = max(int(mask[rows].sum(1).max()), keep)
-                parts.append(self.model(
+                logits.append(self.model(
                     **{name: value[rows, -width:] for name, value in inputs.items()},
                     logits_to_keep=keep,
                 ).logits)
-        return torch.cat(parts)[order.argsort()]
+        return torch.cat(logits)[order.argsort()]
 
     @torch.no_grad()
     def generate(
-        self, segments: Sequence[Segment], beam_size: int = 15, max_new_tokens: int = 32
+        self, parts: Sequence[PromptPart], beam_size: int = 15, max_new_tokens: int = 32
     ) -> Tuple[List[str], torch.Tensor]:
         """Beam search through transformers' ``generate``: B transcripts and
         their scores (B,), the mean log-probability of the transcript's
@@ -375,9 +339,9 @@ class HFCausalLM(AbsLLM):
         at beam 4. ``generate`` then starts from the prompt's last token,
         given by id; the other ids it receives are placeholders for
         positions the cache already holds."""
-        inputs = self.build_inputs(segments)
+        inputs = self.build_inputs(parts)
         embeds, mask = inputs["inputs_embeds"], inputs["attention_mask"]
-        modalities = tuple(m for m, _, _ in segments)
+        modalities = tuple(m for m, _, _ in parts)
         ids = torch.full(mask.shape, self.tokenizer.pad_token_id, dtype=torch.long, device=mask.device)
         ids[:, -1] = self._prompt_ids[modalities][-1]
         with self.autocast_context(embeds.device):

@@ -11,7 +11,7 @@ by a dashed line in the AVSR panel.
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from espnet_mtsk.decoding.policy import is_adaptive
+from espnet_mtsk.decoding.scale_request import is_adaptive
 from espnet_mtsk.reporting.baselines import TASKS, Baseline
 from espnet_mtsk.reporting.scoring import Score
 from espnet_mtsk.scales import parse_scale

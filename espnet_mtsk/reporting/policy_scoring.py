@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from espnet2.fileio.read_text import read_2columns_text
 
-from espnet_mtsk.decoding.policy import is_adaptive
+from espnet_mtsk.decoding.scale_request import is_adaptive
 from espnet_mtsk.reporting.scoring import Score, count_errors, normalise
 
 

@@ -121,6 +121,14 @@ def frozen_by(key: str, freeze_param: Iterable[str]) -> bool:
     return any(key == name or key.startswith(name + ".") for name in freeze_param)
 
 
+def freeze(model: torch.nn.Module, names: Iterable[str]) -> None:
+    """ESPnet's --freeze_param applied to ``model``."""
+    names = list(names)
+    for key, param in model.named_parameters():
+        if frozen_by(key, names):
+            param.requires_grad_(False)
+
+
 class SourceLocator:
     """Where the pretrained sources of a config (``args``, read from
     ``config_file``) are on this machine: at ``pretrained_dirs`` ({option:

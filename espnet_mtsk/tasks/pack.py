@@ -37,8 +37,8 @@ import yaml
 from espnet2.main_funcs.pack_funcs import pack
 
 from espnet_mtsk.hf_folder import hub_origin, total_size, weights_record
-from espnet_mtsk.tasks.avsr import set_option
 from espnet_mtsk.tasks.checkpoint import check_pretrained, pretrained_sources
+from espnet_mtsk.tasks.from_file import set_option
 
 INLINE_MAX_MB = 200.0
 

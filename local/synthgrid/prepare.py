@@ -21,8 +21,10 @@ dev's and more, at every condition, ``clean`` and ``snr<N>``, as
 ``test_noisy`` (every test utterance at every condition: the noisy test
 sets together) and
 ``test_mixed`` (every test utterance once, at a condition drawn uniformly),
-which also have utt2condition; and ``noise/wav.scp`` listing the training babble for
-on-the-fly augmentation.
+which also have utt2condition; ``noise/wav.scp`` listing the training babble for
+on-the-fly augmentation; with ``--pretrain_speakers``, ``pretrain``: talkers
+of their own (voices no other set has, ``draw_pretrain_speakers``) for
+pre-training an encoder apart from the task's utterances.
 
 Every random draw is keyed by (seed, what it is for, utterance id), so the
 corpus does not depend on ``nj`` or the order of the work. Files are written
@@ -63,7 +65,7 @@ from local.synthgrid.grammar import random_sentence, transcript
 from local.synthgrid.noise import babble
 from local.synthgrid.render import VIDEO_SIZE, render_video
 from local.synthgrid.seeding import rng_for
-from local.synthgrid.speakers import Speaker, draw_speakers
+from local.synthgrid.speakers import Speaker, draw_pretrain_speakers, draw_speakers
 
 # name: (default, help). About 35 s with --nj 2 on 2 busy cores.
 _SIZES = dict(
@@ -71,6 +73,8 @@ _SIZES = dict(
     dev_speakers=(2, "speakers in dev"),
     test_speakers=(4, "speakers in the test sets"),
     noise_speakers=(12, "babble talkers: half for the training pool, half for the test pool"),
+    pretrain_speakers=(0, "talkers of data/pretrain, for pre-training an encoder apart from the task's data"),
+    pretrain_utts_per_speaker=(20, "utterances per pretrain talker"),
     utts_per_speaker=(100, "utterances per train speaker"),
     test_utts_per_speaker=(25, "utterances per dev and per test speaker"),
     noisy_dev_utts=(75, "utterances per dev speaker in dev_noisy (dev's and more; noisy copies, training babble)"),
@@ -303,7 +307,7 @@ def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> 
         sizes: overrides of :data:`DEFAULT_SIZES`.
 
     Returns:
-        speakers by group: "train", "dev", "test", "noise".
+        speakers by group: "train", "dev", "test", "noise", "pretrain".
     """
     unknown = set(sizes) - set(DEFAULT_SIZES)
     if unknown:
@@ -323,12 +327,14 @@ def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> 
             "noise": cfg["noise_speakers"],
         },
     )
+    pretrain = draw_pretrain_speakers(seed, cfg["pretrain_speakers"], groups)
     half = len(groups["noise"]) // 2
     babble_talkers = {"noise-train": groups["noise"][:half], "noise-test": groups["noise"][half:]}
     train_babble = _plan_babble(db_dir, "train", babble_talkers["noise-train"], cfg["babble_files"])
     test_babble = _plan_babble(db_dir, "test", babble_talkers["noise-test"], cfg["test_babble_files"])
     splits = {
         "train": _plan_utterances(db_dir, groups["train"], cfg["utts_per_speaker"], seed, ()),
+        "pretrain": _plan_utterances(db_dir, pretrain, cfg["pretrain_utts_per_speaker"], seed, ()),
         "test": _plan_utterances(
             db_dir, groups["test"], cfg["test_utts_per_speaker"], seed, snrs, [b.path for b in test_babble]
         ),
@@ -354,10 +360,12 @@ def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> 
         [b.path for b in train_babble],
     )
     with_copies = {u.utt_id: u for u in noisy_train}
-    all_utts = [with_copies.get(u.utt_id, u) for u in splits["train"]] + dev_all + splits["test"]
+    all_utts = [with_copies.get(u.utt_id, u) for u in splits["train"]] + dev_all + splits["test"] + splits["pretrain"]
     _run(_make_utterance, [(u, settings) for u in all_utts], nj, "utterances")
 
     write_set(os.path.join(data_dir, "train"), _at(splits["train"]))
+    if pretrain:
+        write_set(os.path.join(data_dir, "pretrain"), _at(splits["pretrain"]))
     write_set(os.path.join(data_dir, "dev"), _at(splits["dev"]))
     write_set(os.path.join(data_dir, "test_clean"), _at(splits["test"]))
     conditions = [CLEAN] + [snr_name(snr) for snr in snrs]
@@ -375,7 +383,8 @@ def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> 
     write_set(os.path.join(data_dir, "test_mixed"), mixed, with_conditions=True)
     os.makedirs(os.path.join(data_dir, "noise"), exist_ok=True)
     write_lines(os.path.join(data_dir, "noise", "wav.scp"), (f"{b.name} {b.path}" for b in train_babble))
-    roles = {"train": groups["train"], "dev": groups["dev"], "test": groups["test"], **babble_talkers}
+    roles = {"train": groups["train"], "dev": groups["dev"], "test": groups["test"], **babble_talkers,
+             "pretrain": pretrain}
     write_lines(
         os.path.join(db_dir, "speakers.tsv"),
         ["spk_id\trole\tvoice\trate_wpm\tpitch\tpitch_range"]
@@ -385,7 +394,7 @@ def prepare(db_dir: str, data_dir: str, seed: int = 0, nj: int = 1, **sizes) -> 
             for s in members
         ],
     )
-    return groups
+    return {**groups, "pretrain": pretrain}
 
 
 def get_parser() -> argparse.ArgumentParser:

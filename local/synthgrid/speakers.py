@@ -74,18 +74,36 @@ def draw_speakers(seed: int, counts: Dict[str, int]) -> Dict[str, List[Speaker]]
         for index in order[taken : taken + count]:
             numbers[prefix] += 1
             spk_id = f"{prefix}{numbers[prefix]:0{width}d}"
-            voice, variant = pairs[index]
-            draw = rng_for(seed, "speaker", spk_id)
-            groups[group].append(
-                Speaker(
-                    spk_id=spk_id,
-                    voice=voice,
-                    variant=variant,
-                    rate=int(draw.integers(RATE_WPM[0], RATE_WPM[1] + 1)),
-                    pitch=int(draw.integers(35, 66)),
-                    pitch_range=int(draw.integers(30, 71)),
-                    look=random_appearance(draw),
-                )
-            )
+            groups[group].append(_speaker(seed, spk_id, pairs[index]))
         taken += count
     return groups
+
+
+def draw_pretrain_speakers(seed: int, count: int, groups: Dict[str, List[Speaker]]) -> List[Speaker]:
+    """``count`` talkers (ids p001, p002, ...) for pre-training an encoder
+    apart from the task's data: their (voice, variant) pairs are those no
+    speaker of ``groups`` has, in the seed's order, each given to several
+    talkers once every free pair has one; each talker has its own rate,
+    pitch and look. The i-th talker is the same whatever ``count`` (below
+    1000)."""
+    taken = {(s.voice, s.variant) for members in groups.values() for s in members}
+    rng = rng_for(seed, "pretrain-speakers")
+    free = [pair for pair in itertools.product(VOICES, VARIANTS) if pair not in taken]
+    if count and not free:
+        raise ValueError(f"every one of the {len(taken)} voices is taken: no voice is left for pre-training talkers")
+    free = [free[i] for i in rng.permutation(len(free))]
+    width = max(3, len(str(count)))
+    return [_speaker(seed, f"p{i + 1:0{width}d}", free[i % len(free)]) for i in range(count)]
+
+
+def _speaker(seed: int, spk_id: str, pair: Tuple[str, str]) -> Speaker:
+    draw = rng_for(seed, "speaker", spk_id)
+    return Speaker(
+        spk_id=spk_id,
+        voice=pair[0],
+        variant=pair[1],
+        rate=int(draw.integers(RATE_WPM[0], RATE_WPM[1] + 1)),
+        pitch=int(draw.integers(35, 66)),
+        pitch_range=int(draw.integers(30, 71)),
+        look=random_appearance(draw),
+    )

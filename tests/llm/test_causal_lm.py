@@ -3,7 +3,7 @@ import shutil
 import pytest
 import torch
 
-from espnet_mtsk.llm import causal_lm
+from espnet_mtsk.llm import precision
 from espnet_mtsk.llm.causal_lm import IGNORE_ID, MARKERS, HFCausalLM, load_tokenizer
 
 
@@ -145,14 +145,14 @@ def test_autocast_auto_is_bf16_only_where_the_cpu_has_it(monkeypatch):
     for avx512_bf16, amx, want in ((False, False, None), (True, False, torch.bfloat16), (False, True, torch.bfloat16)):
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
-        assert causal_lm.autocast_dtype("auto", cpu) is want
-        assert causal_lm.autocast_dtype("none", cpu) is None
-        assert causal_lm.autocast_dtype("bfloat16", cpu) is torch.bfloat16
+        assert precision.autocast_dtype("auto", cpu) is want
+        assert precision.autocast_dtype("none", cpu) is None
+        assert precision.autocast_dtype("bfloat16", cpu) is torch.bfloat16
         # Weights stored in bf16 only where it is multiplied natively (emulated, it is 6x slower).
-        assert causal_lm.weights_dtype("auto") is (want or torch.float32)
-        assert causal_lm.weights_dtype("bfloat16") is torch.bfloat16
+        assert precision.weights_dtype("auto") is (want or torch.float32)
+        assert precision.weights_dtype("bfloat16") is torch.bfloat16
     with pytest.raises(ValueError, match="llm_conf.dtype must be auto, float32"):
-        causal_lm.weights_dtype("int8")
+        precision.weights_dtype("int8")
 
 
 def test_beam_search_from_the_shared_prefix_cache_equals_generate_on_the_embeddings(llm):

@@ -30,7 +30,7 @@ def test_one_scale_backward_touches_only_its_adapters(llm_dir, whisper_dir, lora
     encoded = model.encode(batch["speech"], batch["speech_lengths"])
     scale = model.scale("a2")
     model.lora.activate(model.llm.model, scale.id)
-    loss, _ = model.llm(model.segments(encoded, scale, {}), batch["text"], batch["text_lengths"])
+    loss, _ = model.llm(model.prompt_parts(encoded, scale, {}), batch["text"], batch["text_lengths"])
     loss.backward()
     assert _adapter_grads(model) == expected
     # the Matryoshka step afterwards still trains every adapter

@@ -42,10 +42,12 @@ def test_pretraining_learns_and_training_loads_it(setup, llm_dir, modality):
     args = get_parser().parse_args([
         "--config", str(config), "--llm_dir", llm_dir, "--modality", modality,
         "--train_dir", str(data), "--valid_dir", str(data), "--out", str(out),
-        "--epochs", "8", "--batch_size", "2", "--lr", "3e-3",
+        "--epochs", "8", "--batch_size", "2", "--lr", "3e-3", "--eval_dirs", str(data),
     ])
     result = pretrain(args)
     assert result["train_loss"][-1] < 0.7 * result["train_loss"][0], result
+    # The eval is the kept epoch's, not the last one's.
+    assert result["eval"] == {str(data): result["wer"]}
     state = torch.load(out, weights_only=True)
     assert any(k.startswith(f"encoders.{modality}.") for k in state)
     assert all(k.startswith((f"encoders.{modality}.", "frontend.")) for k in state)

@@ -8,7 +8,8 @@ import yaml
 
 from audio_dirs import LAYOUTS, tones, write_audio_dirs
 from conftest import make_batch, model_config
-from espnet_mtsk.tasks.avsr import ENCODER_PARTS, AVSRTask
+from espnet_mtsk.tasks.avsr import AVSRTask
+from espnet_mtsk.tasks.from_file import ENCODER_PARTS
 from espnet_mtsk.tasks.checkpoint import frozen_by, pretrained_keys, pretrained_sources
 from local.fused_features import drops_video, fuse, fusion_scales, padded
 from local.fused_features import main as fused_main

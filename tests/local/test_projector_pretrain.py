@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import SENTENCES, TINY_VIDEO, training_loads, model_config
+from conftest import SENTENCES, training_loads, model_config
 from espnet_mtsk.tasks.avsr import AVSRTask
 from local.projector_pretrain import EmbeddingCTCHead, greedy, get_parser, pretrain, upsample_factors
 from test_cli import _data_args, _datadir

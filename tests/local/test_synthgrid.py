@@ -22,7 +22,7 @@ from local.synthgrid.render import (
     visemes_of,
 )
 from local.synthgrid.seeding import rng_for
-from local.synthgrid.speakers import draw_speakers
+from local.synthgrid.speakers import draw_pretrain_speakers, draw_speakers
 
 TINY = dict(
     train_speakers=2,
@@ -94,6 +94,30 @@ def test_speakers_are_disjoint(corpus):
     speakers = {d: set(_read_table(root / "data" / d / "utt2spk").values()) for d in ["train", "dev", "test_clean"]}
     assert not speakers["train"] & speakers["dev"] and not speakers["train"] & speakers["test_clean"]
     assert not speakers["dev"] & speakers["test_clean"]
+
+
+def test_pretrain_talkers_have_voices_of_their_own_and_leave_the_task_data_alone(corpus, tmp_path):
+    groups = draw_speakers(0, {"train": 40, "dev": 2, "test": 4, "noise": 12})
+    taken = {(s.voice, s.variant) for members in groups.values() for s in members}
+    talkers = draw_pretrain_speakers(0, 70, groups)
+    pairs = [(s.voice, s.variant) for s in talkers]
+    # 30 voices are free: each has a talker before any has a second.
+    assert not set(pairs) & taken and len(set(pairs)) == 30 and len(set(pairs[:30])) == 30
+    assert len({s.look for s in talkers}) == 70 and [s.spk_id for s in talkers[:2]] == ["p001", "p002"]
+    assert draw_pretrain_speakers(0, 5, groups) == talkers[:5]
+    with pytest.raises(ValueError, match="no voice is left"):
+        draw_pretrain_speakers(0, 1, draw_speakers(0, {"train": 88}))
+
+    root, _ = corpus
+    with_pretrain, groups = _build(tmp_path / "pretrain", pretrain_speakers=3, pretrain_utts_per_speaker=2)
+    texts = _data_texts(with_pretrain)
+    assert {k: v for k, v in texts.items() if not k.startswith("pretrain/")} == _data_texts(root)
+    utt2spk = _read_table(with_pretrain / "data" / "pretrain" / "utt2spk")
+    assert sorted(set(utt2spk.values())) == ["p001", "p002", "p003"] and len(utt2spk) == 6
+    wavs = set(_read_table(with_pretrain / "data" / "pretrain" / "wav.scp").values())
+    for other in ("train", "dev", "test_clean"):
+        assert not wavs & set(_read_table(with_pretrain / "data" / other / "wav.scp").values())
+    assert [s.spk_id for s in groups["pretrain"]] == ["p001", "p002", "p003"]
 
 
 def test_data_dirs_are_consistent_and_av_lengths_agree(corpus):

@@ -5,13 +5,13 @@
 #   3 format into dump/                      4 filter by length / empty text
 #   5 pretrained parts (--pretrained),       6-8 text pre-training of a stand-in
 #     LLM + tokenizer preparation                LLM (only without --llm_dir)
-#   9 CTC pre-training of stand-in encoders (only with --encoder_pretrain true),
-#     cross-fitted over speaker folds (--encoder_folds K: training then reads
-#     each utterance's video features from an encoder that never saw its
-#     speaker); the frozen audio encoder's outputs of the training and valid
-#     sets (only with --encoder_dump true)
+#   9 CTC pre-training of stand-in encoders (--encoder_pretrain true) on talkers of
+#     their own (--encoder_pretrain_set) or cross-fitted over speaker folds
+#     (--encoder_folds K); the frozen audio encoder's outputs (--encoder_dump true)
 #   10 collect stats (shape files)           11 training
-#   12 decoding, every test set x scale      13 scoring + RESULTS.md
+#   12 decoding, every test set x scale      13 scoring + RESULTS.md, after the
+#     per-utterance policy (--policy_set): fitted unless policy.json is newer
+#     than its stage-12 decodings, then its test sets decoded with it
 #   14 packing (espnet_model_zoo zip)        15 decoding with the unpacked model
 #   16 decoding an ESPnet ASR-task model (--asr_zip) on the test sets beside
 #      it: its rows in RESULTS.md
@@ -62,6 +62,8 @@ lm_train_text=""      # Kaldi-style text for the stand-in (default: the training
 encoder_pretrain=false    # stage 9: pre-train the config's encoders with CTC
 encoder_pretrain_opts=""  # options of local.encoder_pretrain
 encoder_dir=""            # stage 9's pre-trained encoders (default: ${expdir}/encoders)
+encoder_pretrain_set=""   # stage 9 pre-trains on this set (talkers of its own, e.g. SynthGRID's pretrain), not
+                          # the training set; the log gives the greedy CTC WER on the training set beside dev's
 encoder_folds=0           # stage 9, K >= 2: K more video encoders, each trained without one fold
                           # of the training speakers, encode that fold's utterances (local.cross_fit);
                           # training reads those features, decoding the full encoder's
@@ -86,8 +88,8 @@ inference_config=""
 inference_args=""
 inference_scales=""   # default: every scale the model was trained on
 scale_table_set=""    # set decoded too, whose per-scale WER/cost table (scale_table.json) drives --scale auto; default: valid_set, "none": skip
-policy_set=""         # noisy dev set (with utt2condition), decoded at every scale in stage 12 to fit the
-                      # per-utterance policy (--scale adaptive) -> policy.json beside the model
+policy_set=""         # noisy dev set (with utt2condition), decoded at every scale in stage 12; stage 13 fits
+                      # the per-utterance policy (--scale adaptive) on it -> policy.json beside the model
 policy_extra_sets=""  # more sets with utt2condition (other voices) whose audio trains the policy's
                       # condition estimate too; not decoded
 policy_test_sets=""   # sets (of test_sets) decoded with the policy too, at each of policy_budgets
@@ -113,6 +115,7 @@ Options are the variables at the top of $0, e.g. --stage 1 --stop_stage 13 --nj 
 . ./path.sh
 . ./cmd.sh
 . utils/parse_options.sh
+. utils/run_parallel.sh
 
 [ -n "${train_set}" ] && [ -n "${valid_set}" ] && [ -n "${test_sets}" ] || { echo "${help_message}" >&2; exit 1; }
 scale_table_set=${scale_table_set:-${valid_set}}
@@ -146,14 +149,14 @@ fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && ! "${skip_data_prep}"; then
     log "Stage 3: format data/ into ${data_feats}/org"
-    for dset in ${train_set} ${valid_set} ${policy_set} ${policy_extra_sets} ${test_sets}; do
+    for dset in ${encoder_pretrain_set} ${train_set} ${valid_set} ${policy_set} ${policy_extra_sets} ${test_sets}; do
         ${python} -m local.format_data --src "data/${dset}" --dst "${data_feats}/org/${dset}"
     done
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && ! "${skip_data_prep}"; then
     log "Stage 4: filter by duration (${min_wav_duration}-${max_wav_duration} s) and empty text"
-    for dset in ${train_set} ${valid_set}; do
+    for dset in ${encoder_pretrain_set} ${train_set} ${valid_set}; do
         ${python} -m local.format_data --src "${data_feats}/org/${dset}" \
             --dst "${data_feats}/${dset}" --min_duration "${min_wav_duration}" \
             --max_duration "${max_wav_duration}"
@@ -245,46 +248,6 @@ pretrain_encoder() {
         ${noise_scp:+--noise_scp ${data_feats}/noise.scp} ${encoder_pretrain_opts} "$@"
 }
 
-run_parallel() {
-    # run_parallel <command>...: each command (a string, split into words)
-    # as a job of its own, all at once, the cores shared among them (no more
-    # threads than cores: small convolutions use a second thread poorly,
-    # and oversubscribed threads slow every job several times over). Each
-    # job runs in its own process group (job control, set -m), to be
-    # stopped whole: launcher, shells, python. The first job to fail stops
-    # the others, and so does this script's end (an error, an interrupt):
-    # they would run on unseen, holding the cores and writing the files a
-    # rerun writes.
-    local threads=$(( $(nproc) / $# )) job i
-    [ "${threads}" -ge 1 ] || threads=1
-    pids=()
-    stop_jobs() {
-        local pid
-        for pid in "${pids[@]}"; do kill -- "-${pid}" 2>/dev/null || true; done
-    }
-    trap stop_jobs EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    set -m
-    for job in "$@"; do
-        # shellcheck disable=SC2086
-        (export OMP_NUM_THREADS=${threads}; ${job}) &
-        pids+=($!)
-    done
-    set +m
-    # Polled: before bash 5.1, wait -n does not say which job ended.
-    while [ ${#pids[@]} -gt 0 ]; do
-        sleep 1
-        for i in "${!pids[@]}"; do
-            if ! kill -0 "${pids[i]}" 2>/dev/null; then
-                wait "${pids[i]}"  # a failure ends the script; the EXIT trap stops the others
-                unset "pids[i]"
-            fi
-        done
-    done
-    trap - EXIT INT TERM
-}
-
 folds_dir=${encoder_dir}/folds
 # Beside the encoders that made them: recipes with other encoders (run.sh
 # --llm smollm2) share dump/ but not these.
@@ -293,6 +256,7 @@ encoders=""
 "${encoder_pretrain}" && encoders=$(config_encoders)
 cross_fitted=""
 if [ "${encoder_folds}" -ge 2 ]; then
+    [ -z "${encoder_pretrain_set}" ] || { echo "$0: --encoder_folds and --encoder_pretrain_set answer one leak: give one" >&2; exit 1; }
     cross_fitted=${encoders}
     case " ${cross_fitted} " in
         *" audio "*) echo "$0: --encoder_folds cross-fits video encoders; the config pre-trains an audio one" >&2; exit 1 ;;
@@ -300,10 +264,9 @@ if [ "${encoder_folds}" -ge 2 ]; then
 fi
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-    # The encoders to pre-train and the dump are independent jobs, run in
-    # parallel. With folds, the fold encoders run first beside the dump;
-    # the full encoder, which starts from fold 1's (encoder_full_opts), and
-    # the cross-fitted features follow on every core.
+    # The encoders to pre-train and the dump are independent jobs, run in parallel.
+    # With folds, the fold encoders run first beside the dump; the full encoder, which
+    # starts from fold 1's (encoder_full_opts), and the cross-fitted features follow.
     stage9_jobs=()
     "${encoder_dump}" && stage9_jobs+=(dump_encoded)
     full=()
@@ -320,13 +283,13 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
         done
     else
         for modality in ${encoders}; do
-            stage9_jobs+=("pretrain_encoder ${modality} ${data_feats}/${train_set} ${encoder_dir}/${modality}.pth")
+            stage9_jobs+=("pretrain_encoder ${modality} ${data_feats}/${encoder_pretrain_set:-${train_set}} ${encoder_dir}/${modality}.pth ${encoder_pretrain_set:+--eval_dirs ${data_feats}/${train_set} --eval_utts 200}")
         done
     fi
     [ ${#stage9_jobs[@]} -gt 0 ] && run_parallel "${stage9_jobs[@]}"
     [ ${#full[@]} -gt 0 ] && run_parallel "${full[@]}"
     for modality in ${encoders}; do
-        grep -h "valid greedy WER" "${encoder_dir}/${modality}.log" | tail -n 1
+        grep -h "valid greedy WER\|eval greedy WER" "${encoder_dir}/${modality}.log" | tail -n 2
     done
     for modality in ${cross_fitted}; do
         log "Stage 9: cross-fitted ${modality} features of ${train_set}, full-encoder ones of ${valid_set} -> ${cross_fit_dir}"
@@ -338,22 +301,27 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
 fi
 
 data_args() {
-    # data_args <flag> <dir> [text]: the ESPnet data triples of a dump dir;
-    # for training and valid sets, dumped audio encoder outputs replace the
-    # audio when --encoder_dump is on, and cross-fitted video features the
-    # video with --encoder_folds.
+    # data_args [--text] [--encoded] <flag> <dir>: the ESPnet data triples
+    # of a dump dir: its audio and video, with --encoded the dumped audio
+    # encoder outputs instead (--encoder_dump) and the cross-fitted video
+    # features (--encoder_folds), with --text its transcripts.
+    local text=false encoded=false
+    while [ "$1" = --text ] || [ "$1" = --encoded ]; do
+        if [ "$1" = --text ]; then text=true; else encoded=true; fi
+        shift
+    done
     local flag=$1 dir=$2 out=""
-    if [ $# -ge 3 ] && "${encoder_dump}"; then
+    if "${encoded}" && "${encoder_dump}"; then
         out+=" ${flag} ${encoded_dir}/$(basename "${dir}")/speech_encoded.scp,speech_encoded,encoded"
     elif [ -e "${dir}/wav.scp" ]; then
         out+=" ${flag} ${dir}/wav.scp,speech,sound"
     fi
-    if [ $# -ge 3 ] && [ -n "${cross_fitted}" ]; then
+    if "${encoded}" && [ -n "${cross_fitted}" ]; then
         out+=" ${flag} ${cross_fit_dir}/$(basename "${dir}")/video_encoded.scp,video_encoded,encoded"
     elif [ -e "${dir}/video.scp" ]; then
         out+=" ${flag} ${dir}/video.scp,video,video"
     fi
-    [ $# -ge 3 ] && out+=" ${flag} ${dir}/text,text,text"
+    "${text}" && out+=" ${flag} ${dir}/text,text,text"
     echo "${out}"
 }
 
@@ -369,8 +337,8 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ] && "${projector_pretrain}"; the
     stage9_job "${encoder_dir}/projectors.log" \
         ${python} -m local.projector_pretrain --config "${train_config}" --llm_dir "${llm_out}" \
         ${init_params:+--init_param ${init_params}} --out "${encoder_dir}/projectors.pth" \
-        $(data_args --train_data "${data_feats}/${train_set}" text) \
-        $(data_args --valid_data "${data_feats}/${valid_set}" text) ${projector_pretrain_opts}
+        $(data_args --text --encoded --train_data "${data_feats}/${train_set}") \
+        $(data_args --text --encoded --valid_data "${data_feats}/${valid_set}") ${projector_pretrain_opts}
     grep -h "mean valid token error" "${encoder_dir}/projectors.log" | tail -n 1
 fi
 "${projector_pretrain}" && init_params+=" ${encoder_dir}/projectors.pth"
@@ -388,8 +356,8 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
     ${train_cmd} "${stats_dir}/logdir/stats.log" \
         ${python} -m espnet_mtsk.bin.avsr_train --collect_stats true --ngpu 0 \
         ${train_opts} --use_matplotlib false \
-        $(data_args --train_data_path_and_name_and_type "${data_feats}/${train_set}" text) \
-        $(data_args --valid_data_path_and_name_and_type "${data_feats}/${valid_set}" text) \
+        $(data_args --text --encoded --train_data_path_and_name_and_type "${data_feats}/${train_set}") \
+        $(data_args --text --encoded --valid_data_path_and_name_and_type "${data_feats}/${valid_set}") \
         --train_shape_file "${data_feats}/${train_set}/uttids" \
         --valid_shape_file "${data_feats}/${valid_set}/uttids" \
         --output_dir "${stats_dir}" ${asr_args}
@@ -402,10 +370,9 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
     if [ "${num_cpu_ranks}" -gt 1 ]; then
         [ "${ngpu}" -eq 0 ] && [ "${num_nodes}" -eq 1 ] || {
             echo "$0: --num_cpu_ranks is for CPU training on one machine (--ngpu 0 --num_nodes 1)" >&2; exit 1; }
-        # ESPnet spawns ranks itself only for GPUs; torchrun starts CPU
-        # ranks and gives each the RANK, WORLD_SIZE and MASTER_* variables
-        # that ESPnet's env:// initialisation reads. Each rank trains on its
-        # share of every batch, and the cores are shared among the ranks.
+        # ESPnet spawns ranks itself only for GPUs; torchrun starts CPU ranks with the
+        # RANK, WORLD_SIZE and MASTER_* variables that ESPnet's env:// initialisation
+        # reads. Each rank trains on its share of every batch; the ranks share the cores.
         threads=$(( $(nproc) / num_cpu_ranks > 0 ? $(nproc) / num_cpu_ranks : 1 ))
         trainer=(env OMP_NUM_THREADS="${threads}" ${python} -m torch.distributed.run --standalone
             --nproc_per_node "${num_cpu_ranks}" -m espnet_mtsk.bin.avsr_train)
@@ -423,8 +390,8 @@ if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
     # shellcheck disable=SC2046,SC2086
     ${cuda_cmd} --gpu "${ngpu}" --num_nodes "${num_nodes}" "${asr_exp}/train.log" \
         "${trainer[@]}" --ngpu "${ngpu}" ${train_opts} \
-        $(data_args --train_data_path_and_name_and_type "${data_feats}/${train_set}" text) \
-        $(data_args --valid_data_path_and_name_and_type "${data_feats}/${valid_set}" text) \
+        $(data_args --text --encoded --train_data_path_and_name_and_type "${data_feats}/${train_set}") \
+        $(data_args --text --encoded --valid_data_path_and_name_and_type "${data_feats}/${valid_set}") \
         --train_shape_file "${stats_dir}/train/${speech_name}_shape" \
         --valid_shape_file "${stats_dir}/valid/${speech_name}_shape" \
         --resume true --output_dir "${asr_exp}" ${asr_args}
@@ -480,27 +447,38 @@ policy_ids() {
     done
 }
 
-decode_all() {
-    # decode_all <config> <model> <out_dir> [fit]: every set at every scale;
-    # with "fit", the policy fitted on the policy set's decodings
-    # (policy.json beside the model); then the policy's test sets with it.
-    local scales policy
-    scales=${inference_scales:-$(model_scales "$1")}
-    decode "$1" "$2" "$3" "${scales}" ${scale_table_set} ${policy_set} ${test_sets}
-    [ -n "${policy_set}" ] || return 0
+decode_scales() {
+    # decode_scales <config> <model> <out_dir>: every set at every scale.
+    # shellcheck disable=SC2086
+    decode "$1" "$2" "$3" "${inference_scales:-$(model_scales "$1")}" ${scale_table_set} ${policy_set} ${test_sets}
+}
+
+fit_policy() {
+    # fit_policy <config> <model> <out_dir>: the per-utterance policy fitted
+    # on the policy set's decodings at every scale -> policy.json beside the
+    # model; one newer than those decodings is kept.
+    local policy decodings
     policy=$(dirname "$2")/policy.json
-    if [ "${4:-}" = fit ]; then
-        log "Fitting the per-utterance policy on ${policy_set} -> ${policy}"
-        ${python} -m espnet_mtsk.bin.fit_policy --asr_train_config "$1" --asr_model_file "$2" \
-            --data_dir "${data_feats}/${policy_set}" --utt2condition "${data_feats}/${policy_set}/utt2condition" \
-            --decode_dir "$3/${policy_set}" --scales ${scales} --output "${policy}" \
-            ${policy_extra_sets:+--estimator_dirs $(for d in ${policy_extra_sets}; do echo "${data_feats}/${d}"; done)} \
-            > "$3/${policy_set}/fit_policy.log" 2>&1 \
-            || { echo "$0: fitting the policy failed; see $3/${policy_set}/fit_policy.log" >&2; return 1; }
+    decodings=$3/${policy_set}
+    if [ -e "${policy}" ] && [ -z "$(find "${decodings}" -name text -newer "${policy}" -print -quit)" ]; then
+        log "Kept ${policy}: newer than the decodings of ${decodings} (delete it to refit)"
+        return 0
     fi
-    if [ -n "${policy_test_sets}" ]; then
-        decode "$1" "$2" "$3" "$(policy_ids | tr '\n' ' ')" ${policy_test_sets}
-    fi
+    log "Fitting the per-utterance policy on ${decodings} -> ${policy}"
+    # shellcheck disable=SC2046,SC2086
+    ${python} -m espnet_mtsk.bin.fit_policy --asr_train_config "$1" --asr_model_file "$2" \
+        --data_dir "${data_feats}/${policy_set}" --utt2condition "${data_feats}/${policy_set}/utt2condition" \
+        --decode_dir "${decodings}" --scales ${inference_scales:-$(model_scales "$1")} --output "${policy}" \
+        ${policy_extra_sets:+--estimator_dirs $(for d in ${policy_extra_sets}; do echo "${data_feats}/${d}"; done)} \
+        > "${decodings}/fit_policy.log" 2>&1 \
+        || { echo "$0: fitting the policy failed; see ${decodings}/fit_policy.log" >&2; return 1; }
+}
+
+decode_policy() {
+    # decode_policy <config> <model> <out_dir>: the policy's test sets, at each of policy_budgets.
+    [ -n "${policy_set}" ] && [ -n "${policy_test_sets}" ] || return 0
+    # shellcheck disable=SC2086
+    decode "$1" "$2" "$3" "$(policy_ids | tr '\n' ' ')" ${policy_test_sets}
 }
 
 zip_exps() {
@@ -525,10 +503,15 @@ score() {
 
 if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
     log "Stage 12: decoding"
-    decode_all "${asr_exp}/config.yaml" "${asr_exp}/${inference_model}" "${asr_exp}/${inference_tag}" fit
+    decode_scales "${asr_exp}/config.yaml" "${asr_exp}/${inference_model}" "${asr_exp}/${inference_tag}"
 fi
 
 if [ ${stage} -le 13 ] && [ ${stop_stage} -ge 13 ]; then
+    if [ -n "${policy_set}" ]; then
+        log "Stage 13: the per-utterance policy"
+        fit_policy "${asr_exp}/config.yaml" "${asr_exp}/${inference_model}" "${asr_exp}/${inference_tag}"
+        decode_policy "${asr_exp}/config.yaml" "${asr_exp}/${inference_model}" "${asr_exp}/${inference_tag}"
+    fi
     log "Stage 13: scoring -> ${asr_exp}/RESULTS.md"
     score "${asr_exp}/config.yaml" "${asr_exp}/${inference_tag}" "${asr_exp}/RESULTS.md"
 fi
@@ -549,7 +532,8 @@ if [ ${stage} -le 15 ] && [ ${stop_stage} -ge 15 ]; then
     # Only the assignments: importing ESPnet may print to stdout too.
     eval "$(${python} -m espnet_mtsk.bin.pack --unpack "${packed_model}" --outdir "${unpacked}" \
         | grep -E '^(asr_train_config|asr_model_file)=')"
-    decode_all "${asr_train_config}" "${asr_model_file}" "${unpacked}/${inference_tag}"
+    decode_scales "${asr_train_config}" "${asr_model_file}" "${unpacked}/${inference_tag}"
+    decode_policy "${asr_train_config}" "${asr_model_file}" "${unpacked}/${inference_tag}"
     score "${asr_train_config}" "${unpacked}/${inference_tag}" "${unpacked}/RESULTS.md"
 fi
 

@@ -25,7 +25,7 @@ case "${llm}" in
         # GRID text (stages 5-8), trained whole with the projectors.
         # test_mixed: each test utterance at one drawn condition; test_noisy:
         # each at every condition (the noisy sets together, 5x the words).
-        # The per-utterance policy, fitted on dev_noisy (stage 12; its
+        # The per-utterance policy, fitted on dev_noisy (stage 13; its
         # condition estimate on train_noisy's voices too), decodes both at
         # several budgets.
         test_sets="test_clean test_snr-5 test_snr0 test_snr5 test_snr10 test_mixed test_noisy"

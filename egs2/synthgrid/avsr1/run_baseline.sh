@@ -28,7 +28,7 @@ valid_set=dev
 test_sets="test_clean test_snr-5 test_snr0 test_snr5 test_snr10"
 asr_args=""          # passed to every training (e.g. --max_epoch 1 for a quick check)
 video_dropout=0      # share of training utterances whose video half is zeroed (modality dropout;
-                     # 0.3 made the 25 Hz model read audio, but not better with video: README)
+                     # 0.3 made the 25 Hz model read audio, but not better with video: docs/synthgrid_history.md)
 fused=""            # default: dump/fused, dump/fused_vdrop<p> with --video_dropout p
 token_list=exp/asr_fused_tokens/tokens.txt
 

@@ -2,8 +2,6 @@
 SynthGRID speech through fresh projectors and MS-LoRA on q and v (the
 SynthGRID recipe's real-LLM config, ASR at audio rate 4 only)."""
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
