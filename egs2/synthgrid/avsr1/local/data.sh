@@ -4,7 +4,8 @@
 # data/dev_noisy (dev's speakers, more utterances, at every condition),
 # data/train_noisy (a few utterances of every training speaker at every
 # condition), data/test_mixed (each test utterance at a drawn condition),
-# data/noise (training babble) and data/lm_text (text-only LLM corpus).
+# data/noise (training babble), data/lm_text (text-only LLM corpus) and, with
+# --pretrain_speakers, data/pretrain.
 set -euo pipefail
 seed=0
 nj=2
@@ -15,6 +16,8 @@ utts_per_speaker=30        # training utterances per speaker (many voices genera
 test_utts_per_speaker=25   # dev and test utterances per speaker
 noisy_dev_utts=75          # per dev speaker, at every condition (dev_noisy)
 noisy_train_utts=5         # per training speaker, at every condition (train_noisy)
+pretrain_speakers=0        # talkers of data/pretrain (voices no other set has), for pre-training an encoder
+pretrain_utts_per_speaker=20
 snrs="-5 0 5 10"           # babble SNRs (dB) of the noisy dev and test copies
 video_size=32              # mouth ROI side in pixels (LRS3 crops are 88)
 lm_sentences=20000         # text-only sentences for the stand-in LLM
@@ -30,5 +33,6 @@ python3 -m local.synthgrid.prepare --db_dir "${SYNTHGRID}" --data_dir data \
     --dev_speakers "${dev_speakers}" --test_speakers "${test_speakers}" \
     --utts_per_speaker "${utts_per_speaker}" --test_utts_per_speaker "${test_utts_per_speaker}" \
     --noisy_dev_utts "${noisy_dev_utts}" --noisy_train_utts "${noisy_train_utts}" \
+    --pretrain_speakers "${pretrain_speakers}" --pretrain_utts_per_speaker "${pretrain_utts_per_speaker}" \
     --snrs ${snrs} --video_size "${video_size}"
 python3 -m local.synthgrid.lm_text --out data/lm_text --n "${lm_sentences}" --seed "${seed}"
