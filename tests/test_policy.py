@@ -373,6 +373,16 @@ def test_fit_posterior_is_one_affine_map():
         assert np.allclose(policy.posterior(x_fit), clf.predict_proba(x_fit), atol=1e-9)
 
 
+def test_fit_posterior_is_the_same_every_time_on_a_recipe_sized_set():
+    """dev_noisy and train_noisy's pooled Whisper states are about 950 x 768:
+    there scikit-learn's default PCA is a randomised SVD; the fit must not be."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((520, 510))
+    y = np.array(["clean", "snr0"] * 260)
+    first, again = (policy_fit.fit_posterior(x + (y == "snr0")[:, None], y, components=8, c=1.0) for _ in range(2))
+    assert np.array_equal(first[1], again[1]) and np.array_equal(first[2], again[2])
+
+
 # 4. The policy's file: missing, corrupt, for another model, packed.
 
 

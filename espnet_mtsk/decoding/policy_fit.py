@@ -103,7 +103,9 @@ def fit_posterior(x: np.ndarray, y: np.ndarray, components: int, c: float):
     from sklearn.preprocessing import StandardScaler
 
     k = min(components, x.shape[0] - 1, x.shape[1])
-    clf = make_pipeline(StandardScaler(), PCA(k), LogisticRegression(C=c, max_iter=5000)).fit(x, y)
+    # PCA's "auto" solver is a randomised, unseeded SVD on large inputs
+    # (more than 500 x 500): every fit would differ.
+    clf = make_pipeline(StandardScaler(), PCA(k, svd_solver="full"), LogisticRegression(C=c, max_iter=5000)).fit(x, y)
     scaler, pca, logistic = clf.steps[0][1], clf.steps[1][1], clf.steps[2][1]
     # logits = L (P ((x - mu) / sigma - m)) + b, one affine map of x.
     projection = logistic.coef_ @ pca.components_ / scaler.scale_
