@@ -12,7 +12,7 @@ from local.synthgrid.prepare import Utterance, synthesize_utterance
 from local.synthgrid.speakers import draw_speakers
 
 RECIPE_CONFIG = "egs2/synthgrid/avsr1/conf/train_avsr_mtsk_smollm2.yaml"
-N_UTTS, STEPS = 16, 60
+N_UTTS, STEPS = 8, 30
 
 
 def grid_batch(tokenizer, seed=0):
@@ -37,11 +37,12 @@ def grid_batch(tokenizer, seed=0):
 
 
 @pytest.mark.slow
-def test_smollm2_with_ms_lora_overfits_sixteen_synthgrid_utterances(real_parts):
-    """Measured (2 threads, bf16 autocast, 2:50 with the conversion): the
-    loss falls from 10.9 to 0.26 after 25 steps of lr 5e-3 and 0.002 after
-    60, and greedy decoding then gives all 16 transcripts exactly; 0.2 and
-    12 of 16 leave a margin."""
+def test_smollm2_with_ms_lora_overfits_eight_synthgrid_utterances(real_parts):
+    """Measured by this test on an AMD EPYC without AVX-512 BF16 (float32),
+    beside the test suite: the loss falls from 10.7 to 0.23
+    after 23 steps of lr 5e-3 and 0.05 after 30, and greedy decoding then
+    gives all 8 transcripts exactly; 0.2 and 6 of 8 leave a margin. Sixteen
+    utterances for 60 steps cost 4 times as much for the same check."""
     from espnet_mtsk.tasks.avsr import AVSRTask
 
     folder = real_parts[0]
@@ -75,4 +76,4 @@ def test_smollm2_with_ms_lora_overfits_sixteen_synthgrid_utterances(real_parts):
     model.eval()
     hyps = model.recognize("a4", beam_size=1, max_new_tokens=16, encoded=encoded).texts
     exact = sum(h == t for h, t in zip(hyps, texts))
-    assert exact >= 12, list(zip(hyps, texts))
+    assert exact >= 6, list(zip(hyps, texts))
