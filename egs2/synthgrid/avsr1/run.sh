@@ -53,6 +53,10 @@ case "${llm}" in
     *) echo "$0: --llm must be standin or smollm2, got '${llm}'" >&2; exit 1 ;;
 esac
 
+# Stage 9 pre-trains the video encoder on talkers of its own (data/pretrain:
+# 60 talkers, 1200 utterances, none of them the model's) and training keeps
+# it frozen, as the paper keeps AV-HuBERT: its outputs are as good on the
+# training utterances as on unseen ones.
 ./avsr.sh \
     --nj 2 \
     --inference_nj 2 \
@@ -65,8 +69,7 @@ esac
     "${policy_opts[@]}" \
     --encoder_pretrain true \
     --encoder_pretrain_opts "--epochs 20 --batch_size 8 --lr 2e-3" \
-    --encoder_folds 2 \
-    --encoder_full_opts "--epochs 6 --lr 1e-3" \
+    --encoder_pretrain_set pretrain \
     --encoder_dump true \
     --encoder_dump_opts "--noisy_copies 2" \
     "${args[@]}"
