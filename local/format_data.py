@@ -80,13 +80,16 @@ def format_dir(src: Path, dst: Path, min_duration: float, max_duration: float) -
 
 def main(cmd=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--src", type=Path, required=True)
-    parser.add_argument("--dst", type=Path, required=True)
+    parser.add_argument("--src", type=Path, required=True, help="the folder of the sets' data dirs")
+    parser.add_argument("--dst", type=Path, required=True, help="the folder of their copies")
+    # One process for all the sets: its imports cost as much as formatting a set.
+    parser.add_argument("--sets", nargs="+", required=True, help="names of data dirs under --src")
     parser.add_argument("--min_duration", type=float, default=0.0)
     parser.add_argument("--max_duration", type=float, default=float("inf"))
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    format_dir(args.src, args.dst, args.min_duration, args.max_duration)
+    for name in args.sets:
+        format_dir(args.src / name, args.dst / name, args.min_duration, args.max_duration)
 
 
 if __name__ == "__main__":

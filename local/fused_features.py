@@ -21,10 +21,9 @@ Matryoshka model trained on. Without it the audio encoder runs on the
 data dir's audio (files, pipes or ``segments``: ``AudioDirReader``) and
 ``encode_seconds`` holds each utterance's share of the encoders' wall
 time, which the decoding's real-time factor includes. With
-``--video_encoded_scp`` (stage 9's cross-fitted video features,
-``local.cross_fit``) the video comes from those arrays: a training set's
-utterances then carry the features of an encoder that never saw their
-speaker, as the Matryoshka model's training reads them.
+``--video_encoded_scp`` (the video encoder's outputs stage 9 dumped,
+``local.encoded_video``) the video comes from those arrays, as the
+Matryoshka model's training reads them.
 """
 
 import argparse
@@ -192,7 +191,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rates", nargs="+", required=True, help="scale ids, e.g. a2_v1 a12_v6")
     parser.add_argument("--data_dir", required=True, help="holds text, video.scp (and wav.scp)")
     parser.add_argument("--encoded_scp", default=None, help="dumped audio encoder outputs of the set")
-    parser.add_argument("--video_encoded_scp", default=None, help="dumped (cross-fitted) video encoder outputs of the set")
+    parser.add_argument("--video_encoded_scp", default=None, help="dumped video encoder outputs of the set")
     parser.add_argument("--out_dir", required=True)
     parser.add_argument("--name", default=None, help="the set's folder name (default: the data dir's)")
     parser.add_argument("--batch_size", type=int, default=16)

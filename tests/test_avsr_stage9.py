@@ -1,5 +1,6 @@
 """avsr.sh stage 9 runs its jobs (encoder pre-training, the encoder dump) in
-parallel: the first to fail stops the others and names its log."""
+parallel: the first to fail stops the others and names its log; the video
+encoder's outputs are dumped after them."""
 
 import os
 import signal
@@ -12,13 +13,15 @@ from conftest import link_recipe
 
 # Stand-in python: the config's encoder to pre-train is the video one; the
 # job whose module is $FAIL fails at once, the others take $WAIT seconds
-# (their pids in $PIDS).
+# (their pids in $PIDS) after logging a pre-training's summary line.
 FAKE_PYTHON = """#!/usr/bin/env bash
 case "$*" in
     *local.train_config*) echo video ;;
     *"-m ${FAIL} "*) echo "bad input" >&2; exit 1 ;;
     *) echo $$ >> "${PIDS}"; echo "$(date +%s.%N) $*" >> "${PIDS}.calls"
-       echo "valid greedy WER 0.0"; exec sleep "${WAIT}" ;;
+       echo "valid greedy WER 90.0 % (an epoch)"
+       echo "$(echo "$*" | sed -n 's/.*--out \\([^ ]*\\).*/\\1/p'): epoch 1, valid greedy WER 0.0 %"
+       exec sleep "${WAIT}" ;;
 esac
 """
 
@@ -97,33 +100,32 @@ def test_jobs_that_succeed_finish_the_stage(tmp_path, end_jobs):
     proc, recipe = stage_9(tmp_path, "nothing", 1)
     stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 0, stderr
-    # The video encoder, then the dump of train and dev.
-    assert len(job_pids(tmp_path)) == 3
-    assert "valid greedy WER 0.0" in stdout
+    # The video encoder beside the audio dump of train and dev, then the
+    # video encoder's outputs; the pre-training's summary line is printed.
+    assert len(job_pids(tmp_path)) == 4
+    assert "exp/encoders/video.pth: epoch 1, valid greedy WER 0.0 %" in stdout
+    assert "valid greedy WER 90.0 %" not in stdout
     assert (recipe / "dump/encoded/dev/dump.log").exists()
 
 
-def test_cross_fitting_trains_the_folds_then_the_full_encoder_then_dumps(tmp_path, end_jobs):
+def test_pretraining_on_a_set_of_its_own_then_the_video_features(tmp_path, end_jobs):
     wait = 2
-    proc, recipe = stage_9(tmp_path, "nothing", wait, "--encoder_folds", "2", "--encoder_full_opts", "--epochs 3")
+    proc, recipe = stage_9(tmp_path, "nothing", wait, "--encoder_pretrain_set", "pretrain")
     _, stderr = proc.communicate(timeout=40)
     assert proc.returncode == 0, stderr
     calls = [line.split(maxsplit=1) for line in (tmp_path / "pids.calls").read_text().splitlines()]
     started = {}
     for when, command in calls:
-        for name, marker in [
-            ("split", "local.cross_fit split"), ("fold1", "folds/fold1/train"), ("fold2", "folds/fold2/train"),
-            ("dump", "dump_encoded"), ("full", "--init exp/encoders/folds/fold1/video.pth"),
-            ("features", "local.cross_fit dump"),
-        ]:
+        for name, marker in [("pretrain", "local.encoder_pretrain"), ("dump", "dump_encoded"),
+                             ("features", "local.encoded_video")]:
             if marker in command:
                 started.setdefault(name, float(when))
-    assert sorted(started, key=started.get)[:1] == ["split"] and len(started) == 6, calls
-    # The folds and the dump together; the full encoder once they ended, then the features.
-    first = [started[k] for k in ("fold1", "fold2", "dump")]
-    assert max(first) - min(first) < wait
-    assert started["full"] - max(started["fold1"], started["fold2"]) >= wait - 0.2
-    assert started["features"] - started["full"] >= wait - 0.2
-    full = next(c for _, c in calls if "--init" in c)
-    assert "--train_dir dump/raw/train" in full and full.endswith("--epochs 3")
-    assert (recipe / "exp/encoders/video.log").exists()
+    assert len(started) == 3, calls
+    # The pre-training beside the audio dump; the video features once both ended.
+    assert abs(started["pretrain"] - started["dump"]) < wait
+    assert started["features"] - max(started["pretrain"], started["dump"]) >= wait - 0.2
+    pretrain = next(c for _, c in calls if "local.encoder_pretrain" in c)
+    assert "--train_dir dump/raw/pretrain" in pretrain and "--eval_dirs dump/raw/train" in pretrain
+    features = next(c for _, c in calls if "local.encoded_video" in c)
+    assert "--checkpoint exp/encoders/video.pth" in features
+    assert features.endswith("--data_dirs dump/raw/train dump/raw/dev")

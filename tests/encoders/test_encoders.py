@@ -66,3 +66,23 @@ def test_avhubert_trains_end_to_end_and_rejects_bad_shapes():
     assert enc.encoder.layers[-1].fc2.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="video must be"):
         enc(torch.rand(1, 6, 24), torch.tensor([6]))
+
+
+def test_avhubert_stem_equals_its_3d_convolution():
+    """The stem run frame by frame (a 2-D convolution over stacked
+    neighbours) gives the 3-D convolution's outputs and weight gradient,
+    in training (batch statistics) and in evaluation."""
+    torch.manual_seed(0)
+    front = AVHubertVideoEncoder(**TINY_VIDEO).feature_extractor_video.resnet
+    x = torch.randn(2, 1, 7, 24, 20)
+    for train in (True, False):
+        front.train(train)
+        reference = front.frontend3D(x)
+        bsz, chans, time, height, width = reference.shape
+        reference = reference.transpose(1, 2).reshape(bsz * time, chans, height, width)
+        conv = front.frontend3D[0].weight
+        (grad_3d,) = torch.autograd.grad(reference.square().sum(), conv)
+        stem = front.stem(x)
+        (grad_2d,) = torch.autograd.grad(stem.square().sum(), conv)
+        torch.testing.assert_close(stem, reference, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(grad_2d, grad_3d, rtol=1e-4, atol=1e-4)

@@ -8,20 +8,20 @@ import numpy as np
 from espnet2.fileio.sound_scp import SoundScpReader
 
 from audio_dirs import LAYOUTS, SECONDS, tones, write_audio_dirs
-from local.format_data import format_dir
+from local.format_data import format_dir, main
 
 
 def test_pipes_and_segments_come_out_as_the_files_do(tmp_path, caplog):
     waves = tones()
     text = "".join(f"{utt} words of {utt}\n" for utt in waves)
     dirs = write_audio_dirs(tmp_path, waves, {"text": text})
-    outs = {}
-    for layout in LAYOUTS:
-        outs[layout] = tmp_path / "out" / layout
-        with caplog.at_level(logging.WARNING):
-            assert format_dir(dirs[layout], outs[layout], 0.0, 0.9) == 2
-        assert "dropping u1: 1.00 s out of range" in caplog.text
-        caplog.clear()
+    outs = {layout: tmp_path / "out" / layout for layout in LAYOUTS}
+    with caplog.at_level(logging.WARNING):
+        assert format_dir(dirs["files"], outs["files"], 0.0, 0.9) == 2
+        # The command line formats several sets in one process.
+        main(["--src", str(tmp_path), "--dst", str(tmp_path / "out"), "--max_duration", "0.9",
+              "--sets", *(layout for layout in LAYOUTS if layout != "files")])
+    assert caplog.text.count("dropping u1: 1.00 s out of range") == len(LAYOUTS)
     for layout in LAYOUTS:
         for name in ("text", "utt2dur"):
             assert (outs[layout] / name).read_text() == (outs["files"] / name).read_text()

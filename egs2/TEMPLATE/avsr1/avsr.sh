@@ -6,8 +6,8 @@
 #   5 pretrained parts (--pretrained),       6-8 text pre-training of a stand-in
 #     LLM + tokenizer preparation                LLM (only without --llm_dir)
 #   9 CTC pre-training of stand-in encoders (--encoder_pretrain true) on talkers of
-#     their own (--encoder_pretrain_set) or cross-fitted over speaker folds
-#     (--encoder_folds K); the frozen audio encoder's outputs (--encoder_dump true)
+#     their own (--encoder_pretrain_set), then the frozen video encoder's outputs
+#     of the training and valid sets; the frozen audio encoder's (--encoder_dump true)
 #   10 collect stats (shape files)           11 training
 #   12 decoding, every test set x scale      13 scoring + RESULTS.md, after the
 #     per-utterance policy (--policy_set): fitted unless policy.json is newer
@@ -64,12 +64,6 @@ encoder_pretrain_opts=""  # options of local.encoder_pretrain
 encoder_dir=""            # stage 9's pre-trained encoders (default: ${expdir}/encoders)
 encoder_pretrain_set=""   # stage 9 pre-trains on this set (talkers of its own, e.g. SynthGRID's pretrain), not
                           # the training set; the log gives the greedy CTC WER on the training set beside dev's
-encoder_folds=0           # stage 9, K >= 2: K more video encoders, each trained without one fold
-                          # of the training speakers, encode that fold's utterances (local.cross_fit);
-                          # training reads those features, decoding the full encoder's
-encoder_full_opts=""      # with folds: options of the full encoder's training, which starts from
-                          # fold 1's encoder (e.g. "--epochs 6 --lr 1e-3"); empty: from scratch,
-                          # with encoder_pretrain_opts
 encoder_dump=false        # stage 9: run the frozen pretrained audio encoder once over the
                           # training and valid sets; stage 11 trains on its outputs
 encoder_dump_opts=""      # options of espnet_mtsk.bin.dump_encoded for the training set
@@ -149,22 +143,21 @@ fi
 
 if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ] && ! "${skip_data_prep}"; then
     log "Stage 3: format data/ into ${data_feats}/org"
-    for dset in ${encoder_pretrain_set} ${train_set} ${valid_set} ${policy_set} ${policy_extra_sets} ${test_sets}; do
-        ${python} -m local.format_data --src "data/${dset}" --dst "${data_feats}/org/${dset}"
-    done
+    # shellcheck disable=SC2086
+    ${python} -m local.format_data --src data --dst "${data_feats}/org" \
+        --sets ${encoder_pretrain_set} ${train_set} ${valid_set} ${policy_set} ${policy_extra_sets} ${test_sets}
 fi
 
 if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ] && ! "${skip_data_prep}"; then
     log "Stage 4: filter by duration (${min_wav_duration}-${max_wav_duration} s) and empty text"
-    for dset in ${encoder_pretrain_set} ${train_set} ${valid_set}; do
-        ${python} -m local.format_data --src "${data_feats}/org/${dset}" \
-            --dst "${data_feats}/${dset}" --min_duration "${min_wav_duration}" \
-            --max_duration "${max_wav_duration}"
-    done
-    for dset in ${policy_set} ${policy_extra_sets} ${test_sets}; do
-        # Test sets are never filtered: every utterance is scored.
-        ${python} -m local.format_data --src "${data_feats}/org/${dset}" --dst "${data_feats}/${dset}"
-    done
+    # shellcheck disable=SC2086
+    ${python} -m local.format_data --src "${data_feats}/org" --dst "${data_feats}" \
+        --min_duration "${min_wav_duration}" --max_duration "${max_wav_duration}" \
+        --sets ${encoder_pretrain_set} ${train_set} ${valid_set}
+    # Test sets are never filtered: every utterance is scored.
+    # shellcheck disable=SC2086
+    ${python} -m local.format_data --src "${data_feats}/org" --dst "${data_feats}" \
+        --sets ${policy_set} ${policy_extra_sets} ${test_sets}
 fi
 
 if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
@@ -248,63 +241,42 @@ pretrain_encoder() {
         ${noise_scp:+--noise_scp ${data_feats}/noise.scp} ${encoder_pretrain_opts} "$@"
 }
 
-folds_dir=${encoder_dir}/folds
 # Beside the encoders that made them: recipes with other encoders (run.sh
 # --llm smollm2) share dump/ but not these.
-cross_fit_dir=${encoder_dir}/encoded
+video_feats_dir=${encoder_dir}/encoded
 encoders=""
 "${encoder_pretrain}" && encoders=$(config_encoders)
-cross_fitted=""
-if [ "${encoder_folds}" -ge 2 ]; then
-    [ -z "${encoder_pretrain_set}" ] || { echo "$0: --encoder_folds and --encoder_pretrain_set answer one leak: give one" >&2; exit 1; }
-    cross_fitted=${encoders}
-    case " ${cross_fitted} " in
-        *" audio "*) echo "$0: --encoder_folds cross-fits video encoders; the config pre-trains an audio one" >&2; exit 1 ;;
-    esac
-fi
+# The pre-trained video encoder stays frozen: training reads its outputs,
+# dumped once at the end of stage 9.
+video_dumped=false
+case " ${encoders} " in *" video "*) video_dumped=true ;; esac
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
-    # The encoders to pre-train and the dump are independent jobs, run in parallel.
-    # With folds, the fold encoders run first beside the dump; the full encoder, which
-    # starts from fold 1's (encoder_full_opts), and the cross-fitted features follow.
+    # The encoders to pre-train and the audio dump are independent jobs, run in
+    # parallel; the video encoder's outputs follow.
     stage9_jobs=()
     "${encoder_dump}" && stage9_jobs+=(dump_encoded)
-    full=()
-    if [ -n "${cross_fitted}" ]; then
-        ${python} -m local.cross_fit split --data_dir "${data_feats}/${train_set}" \
-            --folds "${encoder_folds}" --out_dir "${folds_dir}"
-        for modality in ${encoders}; do
-            for k in $(seq "${encoder_folds}"); do
-                stage9_jobs+=("pretrain_encoder ${modality} ${folds_dir}/fold${k}/train ${folds_dir}/fold${k}/${modality}.pth")
-            done
-            opts=""
-            [ -n "${encoder_full_opts}" ] && opts="--init ${folds_dir}/fold1/${modality}.pth ${encoder_full_opts}"
-            full+=("pretrain_encoder ${modality} ${data_feats}/${train_set} ${encoder_dir}/${modality}.pth ${opts}")
-        done
-    else
-        for modality in ${encoders}; do
-            stage9_jobs+=("pretrain_encoder ${modality} ${data_feats}/${encoder_pretrain_set:-${train_set}} ${encoder_dir}/${modality}.pth ${encoder_pretrain_set:+--eval_dirs ${data_feats}/${train_set} --eval_utts 200}")
-        done
-    fi
-    [ ${#stage9_jobs[@]} -gt 0 ] && run_parallel "${stage9_jobs[@]}"
-    [ ${#full[@]} -gt 0 ] && run_parallel "${full[@]}"
     for modality in ${encoders}; do
-        grep -h "valid greedy WER\|eval greedy WER" "${encoder_dir}/${modality}.log" | tail -n 2
+        stage9_jobs+=("pretrain_encoder ${modality} ${data_feats}/${encoder_pretrain_set:-${train_set}} ${encoder_dir}/${modality}.pth ${encoder_pretrain_set:+--eval_dirs ${data_feats}/${train_set} --eval_utts 200}")
     done
-    for modality in ${cross_fitted}; do
-        log "Stage 9: cross-fitted ${modality} features of ${train_set}, full-encoder ones of ${valid_set} -> ${cross_fit_dir}"
-        stage9_job "${cross_fit_dir}/${train_set}/cross_fit_${modality}.log" \
-            ${python} -m local.cross_fit dump --config "${train_config}" --llm_dir "${llm_out}" \
-            --modality "${modality}" --folds_dir "${folds_dir}" --full "${encoder_dir}/${modality}.pth" \
-            --train_dir "${data_feats}/${train_set}" --valid_dir "${data_feats}/${valid_set}" --out_dir "${cross_fit_dir}"
+    [ ${#stage9_jobs[@]} -gt 0 ] && run_parallel "${stage9_jobs[@]}"
+    for modality in ${encoders}; do
+        grep -h "${encoder_dir}/${modality}.pth: " "${encoder_dir}/${modality}.log"
     done
+    if "${video_dumped}"; then
+        log "Stage 9: the frozen video encoder's outputs of ${train_set} and ${valid_set} -> ${video_feats_dir}"
+        stage9_job "${video_feats_dir}/encoded_video.log" \
+            ${python} -m local.encoded_video --config "${train_config}" --llm_dir "${llm_out}" \
+            --checkpoint "${encoder_dir}/video.pth" --out_dir "${video_feats_dir}" \
+            --data_dirs "${data_feats}/${train_set}" "${data_feats}/${valid_set}"
+    fi
 fi
 
 data_args() {
     # data_args [--text] [--encoded] <flag> <dir>: the ESPnet data triples
     # of a dump dir: its audio and video, with --encoded the dumped audio
-    # encoder outputs instead (--encoder_dump) and the cross-fitted video
-    # features (--encoder_folds), with --text its transcripts.
+    # encoder outputs instead (--encoder_dump) and the video encoder's
+    # (stage 9 pre-trained it), with --text its transcripts.
     local text=false encoded=false
     while [ "$1" = --text ] || [ "$1" = --encoded ]; do
         if [ "$1" = --text ]; then text=true; else encoded=true; fi
@@ -316,8 +288,8 @@ data_args() {
     elif [ -e "${dir}/wav.scp" ]; then
         out+=" ${flag} ${dir}/wav.scp,speech,sound"
     fi
-    if "${encoded}" && [ -n "${cross_fitted}" ]; then
-        out+=" ${flag} ${cross_fit_dir}/$(basename "${dir}")/video_encoded.scp,video_encoded,encoded"
+    if "${encoded}" && "${video_dumped}"; then
+        out+=" ${flag} ${video_feats_dir}/$(basename "${dir}")/video_encoded.scp,video_encoded,encoded"
     elif [ -e "${dir}/video.scp" ]; then
         out+=" ${flag} ${dir}/video.scp,video,video"
     fi

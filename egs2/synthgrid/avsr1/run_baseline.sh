@@ -20,7 +20,7 @@ stop_stage=4
 rates="a2_v1 a12_v6"
 mtsk_exp=exp/asr_train_avsr_mtsk     # the model whose frozen encoders make the features
 mtsk_model=valid.acc.ave.pth
-encoder_dir=exp/encoders            # its stage-9 encoders, with their cross-fitted features (if any)
+encoder_dir=exp/encoders            # its stage-9 encoders, with their dumped video outputs (if any)
 train_config=conf/train_asr_fused.yaml
 inference_config=conf/decode_asr_fused.yaml
 train_set=train
@@ -43,10 +43,9 @@ log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (run_baseline.sh) $*"; }
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     # The training and valid sets read the Whisper outputs stage 9 dumped
-    # (clean + noisy variants, one utterance each) and, with its cross-fitted
-    # video features (run.sh's --encoder_folds), those: the training set's
-    # from encoders that never saw their speaker, as the Matryoshka model
-    # trains on them. The test sets run both encoders.
+    # (clean + noisy variants, one utterance each) and the video encoder's
+    # outputs it dumped, as the Matryoshka model trains on them. The test
+    # sets run both encoders.
     for dset in ${train_set} ${valid_set} ${test_sets}; do
         encoded=dump/encoded/${dset}/speech_encoded.scp
         video_encoded=${encoder_dir}/encoded/${dset}/video_encoded.scp
