@@ -376,36 +376,48 @@ model_scales() {
 decode() {
     # decode <config> <model> <out_dir> <scales> <sets...>: each job decodes
     # its share of a set at all the scales (encoders run once); a scale may
-    # be the adaptive policy (adaptive@<tokens/s>).
-    local config=$1 model=$2 out=$3 scales=$4 dset scale dir _nj i f
+    # be the adaptive policy (adaptive@<tokens/s>). A set's utterances that
+    # an earlier set of the call holds (the same audio and video) take its
+    # results (local.reuse_decodings).
+    local config=$1 model=$2 out=$3 scales=$4 dset scale dir _nj i f logdir earlier=()
     shift 4
     local _cmd=${decode_cmd} _ngpu=0
     if "${gpu_inference}"; then _cmd=${cuda_cmd}; _ngpu=1; fi
     for dset in "$@"; do
-        _nj=$(min "${inference_nj}" "$(wc -l < "${data_feats}/${dset}/text")")
-        mkdir -p "${out}/${dset}/logdir"
-        awk -v n="${_nj}" -v d="${out}/${dset}/logdir" '{print > (d "/keys." ((NR - 1) % n + 1) ".scp")}' \
-            "${data_feats}/${dset}/text"
-        log "Decoding ${dset} at scales ${scales} -> ${out}/${dset}"
-        # Parallel jobs share the cores: one thread each.
-        # shellcheck disable=SC2046,SC2086
-        OMP_NUM_THREADS=1 ${_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${out}/${dset}/logdir/inference.JOB.log" \
-            ${python} -m espnet_mtsk.bin.avsr_inference --ngpu "${_ngpu}" --scales ${scales} \
-            --asr_train_config "${config}" --asr_model_file "${model}" \
-            $(data_args --data_path_and_name_and_type "${data_feats}/${dset}") \
-            --key_file "${out}/${dset}/logdir/keys.JOB.scp" \
-            --output_dir "${out}/${dset}/logdir/output.JOB" \
-            ${inference_config:+--config ${inference_config}} ${inference_args}
-        # The settings of the decoding (a policy fitted on it records them).
-        cp "${out}/${dset}/logdir/output.1/decoding.json" "${out}/${dset}/"
+        logdir=${out}/${dset}/logdir
+        rm -rf "${logdir}"
+        mkdir -p "${logdir}"
+        # shellcheck disable=SC2086
+        ${python} -m local.reuse_decodings --data_dir "${data_feats}/${dset}" --out_dir "${logdir}" \
+            --scales ${scales} --earlier "${earlier[@]}"
+        earlier+=("${data_feats}/${dset}=${out}/${dset}")
+        _nj=$(min "${inference_nj}" "$(wc -l < "${logdir}/todo")")
+        if [ "${_nj}" -gt 0 ]; then
+            awk -v n="${_nj}" -v d="${logdir}" '{print > (d "/keys." ((NR - 1) % n + 1) ".scp")}' "${logdir}/todo"
+            log "Decoding ${dset} at scales ${scales} -> ${out}/${dset}"
+            # Parallel jobs share the cores: one thread each.
+            # shellcheck disable=SC2046,SC2086
+            OMP_NUM_THREADS=1 ${_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${logdir}/inference.JOB.log" \
+                ${python} -m espnet_mtsk.bin.avsr_inference --ngpu "${_ngpu}" --scales ${scales} \
+                --asr_train_config "${config}" --asr_model_file "${model}" \
+                $(data_args --data_path_and_name_and_type "${data_feats}/${dset}") \
+                --key_file "${logdir}/keys.JOB.scp" \
+                --output_dir "${logdir}/output.JOB" \
+                ${inference_config:+--config ${inference_config}} ${inference_args}
+            # The settings of the decoding (a policy fitted on it records them).
+            cp "${logdir}/output.1/decoding.json" "${out}/${dset}/"
+        else
+            cp "${earlier[0]#*=}/decoding.json" "${out}/${dset}/"
+        fi
         for scale in ${scales}; do
             dir=${out}/${dset}/${scale}
             mkdir -p "${dir}/1best_recog"
             for f in text num_tokens score speech_seconds decode_seconds scale estimator_seconds; do
-                [ -e "${out}/${dset}/logdir/output.1/${scale}/1best_recog/${f}" ] || continue
-                for ((i = 1; i <= _nj; i++)); do
-                    cat "${out}/${dset}/logdir/output.${i}/${scale}/1best_recog/${f}"
+                for ((i = 0; i <= _nj; i++)); do
+                    [ -e "${logdir}/output.${i}/${scale}/1best_recog/${f}" ] || continue
+                    cat "${logdir}/output.${i}/${scale}/1best_recog/${f}"
                 done | sort > "${dir}/1best_recog/${f}"
+                [ -s "${dir}/1best_recog/${f}" ] || rm "${dir}/1best_recog/${f}"
             done
         done
     done
