@@ -253,7 +253,7 @@ case " ${encoders} " in *" video "*) video_dumped=true ;; esac
 
 if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     # The audio dump and the encoders' pre-training, one after another, each
-    # with every core: an epoch of SynthGRID's video encoder takes 28 s on two
+    # with every core: an epoch of SynthGRID's video encoder takes 34 s on two
     # threads, 41-48 s on one beside the dump, so side by side it would take
     # longer alone than both do in turn. The video encoder's outputs follow.
     stage9_jobs=()

@@ -4,7 +4,7 @@
 # trained to convergence, then every scale decoded on test_clean and
 # test_snr0 on the GPU. Prints the per-scale WER, the time per step, the peak
 # GPU memory and the learning curve (local.learning_curve).
-#   ./run_gpu.sh [--max_epoch 10] [--batch_size 16] [--inference_args "..."]
+#   ./run_gpu.sh [--max_epoch 10] [--batch_size 16] [--test_sets "..."] [--inference_args "..."]
 # Stages 1-10 of `./run.sh --llm smollm2` must have run where this runs (or
 # their dump/ and exp/ be there); it trains into exp/asr_gpu_smollm2.
 # --ngpu 0 runs the same stages on the CPU (a check of this script).
@@ -14,6 +14,7 @@ max_epoch=10
 batch_size=16
 ngpu=1
 tag=gpu_smollm2
+test_sets="test_clean test_snr0"
 inference_args=""   # e.g. "--beam_size 4" (conf/decode.yaml's otherwise)
 . ./path.sh
 . utils/parse_options.sh
@@ -30,6 +31,7 @@ gpu_inference=false
 start=$(date +%s)
 ./run.sh --llm smollm2 --stage 11 --stop_stage 13 --ngpu "${ngpu}" --gpu_inference "${gpu_inference}" \
     --asr_tag "${tag}" --asr_stats_dir exp/asr_stats_train_avsr_mtsk_smollm2 --inference_args "${inference_args}" \
+    --test_sets "${test_sets}" \
     --asr_args "--use_amp ${amp} --batch_size ${batch_size} --max_epoch ${max_epoch} \
 --model_conf scales_per_step=${scales} --scheduler_conf first_cycle_steps=${cycle} --scheduler_conf warmup_steps=${warmup}"
 echo "stages 11-13: $(( $(date +%s) - start )) s"
