@@ -58,7 +58,7 @@ def test_recipe_stages_1_to_15(recipe_run):
     # Stage 9 pre-trained the video encoder on talkers and utterances of its
     # own: none is the Matryoshka model's (training or test), and no talker
     # or voice is a test one. Training read the frozen encoder's outputs of
-    # its own utterances, as decoding does.
+    # its own utterances, dumped once (decoding runs the encoder).
     sets = {name: read_2columns_text(tmp_path / "data" / name / "utt2spk") for name in ["pretrain", "train", *TEST_SETS]}
     for name in ["train", *TEST_SETS]:
         assert not set(sets["pretrain"]) & set(sets[name]), name
@@ -70,9 +70,12 @@ def test_recipe_stages_1_to_15(recipe_run):
     log = (tmp_path / "exp" / "encoders" / "video.log").read_text()
     assert "eval greedy WER" in log and "dump/raw/train" in log
     trained = yaml.safe_load((tmp_path / "exp" / "asr_train_avsr_mtsk" / "config.yaml").read_text())
-    for part in ("train", "valid"):
-        names = [entry[1] for entry in trained[f"{part}_data_path_and_name_and_type"]]
-        assert "video" in names and "video_encoded" not in names, names
+    for part, dset in (("train", "train"), ("valid", "dev")):
+        entries = {entry[1]: entry[0] for entry in trained[f"{part}_data_path_and_name_and_type"]}
+        assert "video" not in entries, entries
+        assert entries["video_encoded"] == f"exp/encoders/encoded/{dset}/video_encoded.scp"
+        dumped = (tmp_path / entries["video_encoded"]).read_text().splitlines()
+        assert [line.split()[0] for line in dumped] == sorted(read_2columns_text(tmp_path / f"dump/raw/{dset}/text"))
 
     conf = yaml.safe_load((RECIPE / "conf" / "train_avsr_mtsk.yaml").read_text())["model_conf"]
     scales = [s.id for s in config_scales(conf)]
