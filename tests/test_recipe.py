@@ -2,7 +2,6 @@
 then run_compare.sh on its encoders and LLM, and run_longform.sh on its model."""
 
 import importlib.util
-import json
 import os
 import re
 import subprocess
