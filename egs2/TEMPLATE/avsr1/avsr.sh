@@ -378,53 +378,34 @@ model_scales() {
 }
 
 decode() {
-    # decode <config> <model> <out_dir> <scales> <sets...>: each job decodes
-    # its share of a set at all the scales (encoders run once); a scale may
-    # be the adaptive policy (adaptive@<tokens/s>). A set's utterances that
-    # an earlier set of the call holds (the same audio and video) take its
-    # results (local.reuse_decodings).
-    local config=$1 model=$2 out=$3 scales=$4 dset scale dir _nj i f logdir earlier=()
-    shift 4
+    # decode <name> <config> <model> <out_dir> <scales> <sets...>: the
+    # sets' distinct inputs (local.decode_sets: an utterance whose audio and
+    # video an earlier set holds is decoded once) in one launch of the jobs
+    # (each pays ESPnet's start-up once), each job its share at all the
+    # scales (encoders run once); a scale may be the adaptive policy
+    # (adaptive@<tokens/s>). Logs: <out_dir>/logdir.<name>.
+    local name=$1 config=$2 model=$3 out=$4 scales=$5 _nj logdir
+    shift 5
     local _cmd=${decode_cmd} _ngpu=0
     if "${gpu_inference}"; then _cmd=${cuda_cmd}; _ngpu=1; fi
-    for dset in "$@"; do
-        logdir=${out}/${dset}/logdir
-        rm -rf "${logdir}"
-        mkdir -p "${logdir}"
-        # shellcheck disable=SC2086
-        ${python} -m local.reuse_decodings --data_dir "${data_feats}/${dset}" --out_dir "${logdir}" \
-            --scales ${scales} --earlier "${earlier[@]}"
-        earlier+=("${data_feats}/${dset}=${out}/${dset}")
-        _nj=$(min "${inference_nj}" "$(wc -l < "${logdir}/todo")")
-        if [ "${_nj}" -gt 0 ]; then
-            awk -v n="${_nj}" -v d="${logdir}" '{print > (d "/keys." ((NR - 1) % n + 1) ".scp")}' "${logdir}/todo"
-            log "Decoding ${dset} at scales ${scales} -> ${out}/${dset}"
-            # Parallel jobs share the cores: one thread each.
-            # shellcheck disable=SC2046,SC2086
-            OMP_NUM_THREADS=1 ${_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${logdir}/inference.JOB.log" \
-                ${python} -m espnet_mtsk.bin.avsr_inference --ngpu "${_ngpu}" --scales ${scales} \
-                --asr_train_config "${config}" --asr_model_file "${model}" \
-                $(data_args --data_path_and_name_and_type "${data_feats}/${dset}") \
-                --key_file "${logdir}/keys.JOB.scp" \
-                --output_dir "${logdir}/output.JOB" \
-                ${inference_config:+--config ${inference_config}} ${inference_args}
-            # The settings of the decoding (a policy fitted on it records them).
-            cp "${logdir}/output.1/decoding.json" "${out}/${dset}/"
-        else
-            cp "${earlier[0]#*=}/decoding.json" "${out}/${dset}/"
-        fi
-        for scale in ${scales}; do
-            dir=${out}/${dset}/${scale}
-            mkdir -p "${dir}/1best_recog"
-            for f in text num_tokens score speech_seconds decode_seconds scale estimator_seconds; do
-                for ((i = 0; i <= _nj; i++)); do
-                    [ -e "${logdir}/output.${i}/${scale}/1best_recog/${f}" ] || continue
-                    cat "${logdir}/output.${i}/${scale}/1best_recog/${f}"
-                done | sort > "${dir}/1best_recog/${f}"
-                [ -s "${dir}/1best_recog/${f}" ] || rm "${dir}/1best_recog/${f}"
-            done
-        done
-    done
+    logdir=${out}/logdir.${name}
+    rm -rf "${logdir}"
+    # shellcheck disable=SC2046
+    ${python} -m local.decode_sets plan --logdir "${logdir}" $(for d in "$@"; do echo "${data_feats}/${d}"; done)
+    _nj=$(min "${inference_nj}" "$(wc -l < "${logdir}/keys")")
+    awk -v n="${_nj}" -v d="${logdir}" '{print > (d "/keys." ((NR - 1) % n + 1) ".scp")}' "${logdir}/keys"
+    log "Decoding $* at scales ${scales} -> ${out}"
+    # Parallel jobs share the cores: one thread each.
+    # shellcheck disable=SC2046,SC2086
+    OMP_NUM_THREADS=1 ${_cmd} --gpu "${_ngpu}" JOB=1:"${_nj}" "${logdir}/inference.JOB.log" \
+        ${python} -m espnet_mtsk.bin.avsr_inference --ngpu "${_ngpu}" --scales ${scales} \
+        --asr_train_config "${config}" --asr_model_file "${model}" \
+        $(data_args --data_path_and_name_and_type "${logdir}") \
+        --key_file "${logdir}/keys.JOB.scp" \
+        --output_dir "${logdir}/output.JOB" \
+        ${inference_config:+--config ${inference_config}} ${inference_args}
+    # shellcheck disable=SC2086
+    ${python} -m local.decode_sets gather --logdir "${logdir}" --out_dir "${out}" --scales ${scales}
 }
 
 policy_ids() {
@@ -438,7 +419,7 @@ policy_ids() {
 decode_scales() {
     # decode_scales <config> <model> <out_dir>: every set at every scale.
     # shellcheck disable=SC2086
-    decode "$1" "$2" "$3" "${inference_scales:-$(model_scales "$1")}" ${scale_table_set} ${policy_set} ${test_sets}
+    decode scales "$1" "$2" "$3" "${inference_scales:-$(model_scales "$1")}" ${scale_table_set} ${policy_set} ${test_sets}
 }
 
 fit_policy() {
@@ -466,7 +447,7 @@ decode_policy() {
     # decode_policy <config> <model> <out_dir>: the policy's test sets, at each of policy_budgets.
     [ -n "${policy_set}" ] && [ -n "${policy_test_sets}" ] || return 0
     # shellcheck disable=SC2086
-    decode "$1" "$2" "$3" "$(policy_ids | tr '\n' ' ')" ${policy_test_sets}
+    decode policy "$1" "$2" "$3" "$(policy_ids | tr '\n' ' ')" ${policy_test_sets}
 }
 
 zip_exps() {

@@ -68,7 +68,7 @@ esac
     "${llm_opts[@]}" \
     "${policy_opts[@]}" \
     --encoder_pretrain true \
-    --encoder_pretrain_opts "--epochs 20 --batch_size 8 --lr 2e-3" \
+    --encoder_pretrain_opts "--epochs 12 --batch_size 8 --lr 2e-3" \
     --encoder_pretrain_set pretrain \
     --encoder_dump true \
     --encoder_dump_opts "--noisy_copies 2" \
