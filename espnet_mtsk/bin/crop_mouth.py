@@ -16,10 +16,9 @@ again. Exits 0 when at least one utterance succeeded. See
 
 import argparse
 import logging
-import multiprocessing
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -30,6 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from espnet_mtsk.data.mouth_roi import MOUTH_SIZE, crop_mouth_file, new_face_mesh
 from espnet_mtsk.data.video import write_video_mp4, write_video_npy
 from espnet_mtsk.fileio import write_lines
+from espnet_mtsk.process_pool import process_pool
 
 LOG_FORMAT = "%(levelname)s: %(message)s"
 WRITERS = {"npy": write_video_npy, "mp4": write_video_mp4}  # (path, (T, H, W) uint8)
@@ -65,9 +65,8 @@ def _results(todo, nj: int):
     if nj == 1:
         yield from map(_crop_one, todo)
         return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["espnet_mtsk.data.mouth_roi"])  # torch, espnet2
-    with ProcessPoolExecutor(nj, context, _init_worker, (logging.getLogger().level,)) as pool:
+    # torch, espnet2
+    with process_pool(nj, ["espnet_mtsk.data.mouth_roi"], _init_worker, (logging.getLogger().level,)) as pool:
         for future in as_completed([pool.submit(_crop_one, job) for job in todo]):
             yield future.result()
 

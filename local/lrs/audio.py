@@ -4,7 +4,6 @@
 import logging
 import os
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -22,6 +21,7 @@ from espnet_mtsk.fileio import (
     write_data_dir,
     write_wav,
 )
+from espnet_mtsk.process_pool import process_pool
 from local.lrs.layouts import Clip
 from local.lrs.transcripts import Piece, frame_span, normalize_text, plan_pieces, read_lrs_txt
 
@@ -124,7 +124,7 @@ def run_jobs(fn, jobs: Sequence, nj: int) -> List:
     """``[fn(job) for job in jobs]`` in ``nj`` processes."""
     if nj <= 1 or len(jobs) <= 1:
         return [fn(job) for job in jobs]
-    with ProcessPoolExecutor(max_workers=nj) as pool:
+    with process_pool(nj, ["local.lrs.audio"]) as pool:
         return list(pool.map(fn, jobs, chunksize=max(1, min(64, len(jobs) // (4 * nj)))))
 
 

@@ -39,7 +39,6 @@ between runs.
 import argparse
 import functools
 import json
-import multiprocessing
 import os
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -61,6 +60,7 @@ from espnet_mtsk.fileio import (
     write_lines,
     write_wav,
 )
+from espnet_mtsk.process_pool import process_pool
 from local.synthgrid.grammar import random_sentence, transcript
 from local.synthgrid.noise import babble
 from local.synthgrid.render import VIDEO_SIZE, render_video
@@ -215,9 +215,8 @@ def _run(fn: Callable, jobs: Sequence, nj: int, desc: str) -> None:
         finally:
             torch.set_num_threads(threads)
         return
-    # fork: workers inherit the imports instead of re-importing torch.
-    with multiprocessing.get_context("fork").Pool(nj, initializer=_init_worker) as pool:
-        for _ in tqdm(pool.imap_unordered(fn, jobs, chunksize=4), total=len(jobs), desc=desc):
+    with process_pool(nj, ["local.synthgrid.prepare"], _init_worker) as pool:
+        for _ in tqdm(pool.map(fn, jobs, chunksize=4), total=len(jobs), desc=desc):
             pass
 
 
