@@ -65,8 +65,8 @@ def _results(todo, nj: int):
     if nj == 1:
         yield from map(_crop_one, todo)
         return
-    # torch, espnet2
-    with process_pool(nj, ["espnet_mtsk.data.mouth_roi"], _init_worker, (logging.getLogger().level,)) as pool:
+    preload = ["espnet_mtsk.data.mouth_roi"]  # torch and espnet2, imported once by the server
+    with process_pool(nj, preload, _init_worker, (logging.getLogger().level,)) as pool:
         for future in as_completed([pool.submit(_crop_one, job) for job in todo]):
             yield future.result()
 
