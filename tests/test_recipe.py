@@ -267,5 +267,6 @@ def test_compare_trains_per_rate_models_beside_the_matryoshka_one(recipe_run):
     assert "## test_clean, stack" in table
     assert "| scale | per-rate | SS-LoRA | gap |" in table
     assert "steps (max_epoch 1)" in table and "--max_epoch 1" in table
+    assert '--scales "a4 a4_v3"' in table  # the command that regenerates it
     rows = re.findall(r"^\| (a4(?:_v3)?) \| [0-9.]+ \| [0-9.]+ \| [-+][0-9.]+ \|$", table, re.M)
     assert rows == ["a4", "a4_v3"]

@@ -43,6 +43,7 @@ if ! "${table_only}" && { [ ! -e "${base_stats}/train/text_shape" ] || [ ! -e ex
     ./run.sh --stage 1 --stop_stage 10 --train_config "${train_config}"
 fi
 
+given_scales=${scales}   # for the table's command: the default follows the config
 [ -n "${scales}" ] || scales=$(python3 -m espnet_mtsk.scales "${train_config}")
 
 variant_config() {
@@ -124,5 +125,5 @@ decode_tag=decode_decode_valid.acc.ave
 # shellcheck disable=SC2086
 python3 -m local.accuracy_table --exp_dir exp --data_dir dump/raw --decode_tag "${decode_tag}" \
     --test_sets ${test_sets} --scales ${scales} --baselines ${baselines} --out "${out}" \
-    --command "cd egs2/synthgrid/avsr1 && ./run_compare.sh --compressors \"${compressors}\" --loras \"${loras}\" --mtsk_modes \"${mtsk_modes}\" --seeds \"${seeds}\"${max_epoch:+ --max_epoch ${max_epoch}}" \
+    --command "cd egs2/synthgrid/avsr1 && ./run_compare.sh --compressors \"${compressors}\" --loras \"${loras}\" --mtsk_modes \"${mtsk_modes}\"${given_scales:+ --scales \"${given_scales}\"} --seeds \"${seeds}\"${max_epoch:+ --max_epoch ${max_epoch}}" \
     "${tags[@]}"
