@@ -28,5 +28,4 @@ def test_workers_hold_none_of_the_callers_filter_graphs():
     with process_pool(2) as pool:
         counts = [pool.submit(_filter_graphs).result(timeout=120) for _ in range(4)]
     assert counts == [0, 0, 0, 0]
-    del resampler
-
+    del resampler  # alive, with its graph, until the workers have counted
